@@ -1,0 +1,117 @@
+"""SQLAlchemy tables. Rows never leave this package: ``store.py`` turns them into ``types``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+TITLE_MAX = 200
+REASON_MAX = 4000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type; storing naive UTC and re-attaching UTC on the way out gives
+    the same behaviour as PostgreSQL's ``timestamptz`` without relying on either.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class NoticeRow(Base):
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
+    reason: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(8))
+    maintenance: Mapped[bool] = mapped_column(Boolean)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    targets: Mapped[list[TargetRow]] = relationship(
+        back_populates="notice", order_by="TargetRow.id", lazy="selectin"
+    )
+
+
+class TargetRow(Base):
+    __tablename__ = "targets"
+    __table_args__ = (
+        Index("ix_targets_state_due", "state", "due_at"),
+        Index("ix_targets_service", "namespace", "service"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    service: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    # When this target next needs a step (prepare, switch, restore, forced restore); NULL once
+    # terminal. A reconcile pass reads only due rows, so 100,000 old notices cost nothing.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    image: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    pod: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    revision: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    original_selector: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actual_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    notice: Mapped[NoticeRow] = relationship(back_populates="targets")
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    target: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    step: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,378 @@
+"""The notices database: the only place that opens SQLAlchemy sessions.
+
+Rows are turned into ``types`` before they leave. A missing notice raises ``NotFound``; a
+target whose state moved under us (another replica, an operator) raises ``Conflict``; a
+database that cannot be reached raises ``DatabaseUnavailable`` so the runner can keep its
+cluster-side safety nets going.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maint.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound
+from maint.notices.models import EventRow, NoticeRow, TargetRow
+from maint.notices.types import (
+    IN_FLIGHT_STATES,
+    Event,
+    NewNotice,
+    Notice,
+    ServiceRef,
+    Target,
+    TargetState,
+    WorkItem,
+)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class TargetUpdate:
+    """Fields a step writes together with a state change; ``None`` leaves a field alone."""
+
+    image: str | None = None
+    pod: str | None = None
+    revision: str | None = None
+    original_selector: dict[str, str] | None = None
+    actual_start: datetime | None = None
+    actual_end: datetime | None = None
+    forced: bool | None = None
+
+
+class NoticeStore:
+    """Notices, targets and events in one SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = _engine(url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # --- schema ---------------------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the newest revision (idempotent)."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with _translated(), self._engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    # --- notices --------------------------------------------------------------------------
+    def add(self, new: NewNotice, *, now: datetime, due_at: datetime | None) -> Notice:
+        """Store a validated notice; ``InvalidInput`` (nothing written) if a window overlaps."""
+        with self._session() as session, session.begin():
+            if new.maintenance:
+                for ref in new.targets:
+                    clash = _overlapping(session, ref, new.start, new.end)
+                    if clash is not None:
+                        raise InvalidInput(
+                            f"{ref} already has maintenance notice {clash} overlapping "
+                            f"{new.start.isoformat()}..{new.end.isoformat()}; "
+                            "cancel it or pick another window"
+                        )
+            row = NoticeRow(
+                title=new.title,
+                reason=new.reason,
+                lang=new.lang,
+                maintenance=new.maintenance,
+                start_at=new.start,
+                end_at=new.end,
+                created_at=now,
+                updated_at=now,
+            )
+            row.targets = [
+                TargetRow(
+                    namespace=ref.namespace,
+                    service=ref.name,
+                    state=TargetState.SCHEDULED.value,
+                    due_at=due_at if new.maintenance else None,
+                    forced=False,
+                )
+                for ref in new.targets
+            ]
+            session.add(row)
+            session.flush()
+            session.add(
+                EventRow(
+                    notice_id=row.id,
+                    target=None,
+                    at=now,
+                    step="register",
+                    outcome="ok",
+                    detail=("maintenance" if new.maintenance else "announcement only")
+                    + f" for {', '.join(str(t) for t in new.targets) or 'no Service'}",
+                )
+            )
+            session.flush()
+            return _notice(row)
+
+    def get(self, notice_id: int) -> Notice:
+        with self._session() as session:
+            row = session.get(NoticeRow, notice_id)
+            if row is None:
+                raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
+            return _notice(row)
+
+    def list(self, *, limit: int = 200) -> list[Notice]:
+        """The newest notices first."""
+        with self._session() as session:
+            rows = session.scalars(select(NoticeRow).order_by(NoticeRow.start_at.desc()).limit(limit))
+            return [_notice(row) for row in rows]
+
+    def set_window(
+        self, notice_id: int, *, now: datetime, end: datetime, cancelled: bool = False
+    ) -> Notice:
+        """Move a notice's end (extend, end now) or mark it cancelled; the runner acts on it."""
+        with self._session() as session, session.begin():
+            row = session.get(NoticeRow, notice_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
+            row.end_at = end
+            row.updated_at = now
+            if cancelled:
+                row.cancelled_at = now
+            for target in row.targets:
+                if not TargetState(target.state).terminal and row.maintenance:
+                    target.due_at = now  # let the runner look at it at once
+            session.flush()
+            return _notice(row)
+
+    # --- the runner's view ----------------------------------------------------------------
+    def due(self, *, now: datetime, horizon: timedelta) -> list[WorkItem]:
+        """Targets in flight, plus scheduled ones due before ``now + horizon``.
+
+        Uses the (state, due_at) index: cost follows the number of live windows, not history.
+        """
+        in_flight = [s.value for s in IN_FLIGHT_STATES]
+        with self._session() as session:
+            rows = session.scalars(
+                select(TargetRow)
+                .where(
+                    or_(
+                        TargetRow.state.in_(in_flight),
+                        and_(
+                            TargetRow.state == TargetState.SCHEDULED.value,
+                            TargetRow.due_at <= now + horizon,
+                        ),
+                    )
+                )
+                .order_by(TargetRow.due_at, TargetRow.id)
+            ).all()
+            notices = {row.notice_id: row.notice for row in rows}
+            return [
+                WorkItem(notice=_notice(notices[row.notice_id]), target=_target(row))
+                for row in rows
+            ]
+
+    def next_due(self) -> datetime | None:
+        """Earliest due time of any non-terminal target (for the scheduler's wake-up)."""
+        live = [s.value for s in (TargetState.SCHEDULED, *IN_FLIGHT_STATES)]
+        with self._session() as session:
+            return session.scalar(select(func.min(TargetRow.due_at)).where(TargetRow.state.in_(live)))
+
+    def target(self, target_id: int) -> WorkItem:
+        with self._session() as session:
+            row = session.get(TargetRow, target_id)
+            if row is None:
+                raise NotFound(f"target {target_id} does not exist")
+            return WorkItem(notice=_notice(row.notice), target=_target(row))
+
+    def transition(
+        self,
+        target_id: int,
+        *,
+        expect: Collection[TargetState],
+        to: TargetState,
+        due_at: datetime | None,
+        changes: TargetUpdate = TargetUpdate(),
+    ) -> Target:
+        """Move a target to ``to`` if it is still in one of ``expect``; ``Conflict`` if not."""
+        values: dict[str, Any] = {"state": to.value, "due_at": due_at}
+        for name in ("image", "pod", "revision", "actual_start", "actual_end", "forced"):
+            value = getattr(changes, name)
+            if value is not None:
+                values[name] = value
+        if changes.original_selector is not None:
+            values["original_selector"] = json.dumps(changes.original_selector, sort_keys=True)
+        with self._session() as session, session.begin():
+            result = session.execute(
+                update(TargetRow)
+                .where(TargetRow.id == target_id, TargetRow.state.in_([s.value for s in expect]))
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                current = session.get(TargetRow, target_id)
+                state = current.state if current is not None else "missing"
+                raise Conflict(
+                    f"target {target_id} is {state}, expected one of "
+                    f"{', '.join(sorted(s.value for s in expect))}"
+                )
+            row = session.get(TargetRow, target_id, populate_existing=True)
+            assert row is not None
+            return _target(row)
+
+    def reschedule(self, target_id: int, *, due_at: datetime | None) -> None:
+        with self._session() as session, session.begin():
+            session.execute(update(TargetRow).where(TargetRow.id == target_id).values(due_at=due_at))
+
+    # --- claims: at most one replica works on a target at a time ---------------------------
+    def claim(self, target_id: int, *, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew the claim on a target; False while another live owner holds it."""
+        with self._session() as session, session.begin():
+            result = session.execute(
+                update(TargetRow)
+                .where(
+                    TargetRow.id == target_id,
+                    or_(
+                        TargetRow.claimed_by.is_(None),
+                        TargetRow.claimed_by == owner,
+                        TargetRow.claimed_until < now,
+                    ),
+                )
+                .values(claimed_by=owner, claimed_until=now + ttl)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release(self, target_id: int, *, owner: str) -> None:
+        with self._session() as session, session.begin():
+            session.execute(
+                update(TargetRow)
+                .where(TargetRow.id == target_id, TargetRow.claimed_by == owner)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
+    # --- event log ------------------------------------------------------------------------
+    def record(self, event_: Event) -> None:
+        with self._session() as session, session.begin():
+            session.add(
+                EventRow(
+                    notice_id=event_.notice_id,
+                    target=event_.target,
+                    at=event_.at,
+                    step=event_.step,
+                    outcome=event_.outcome,
+                    detail=event_.detail[:4000],
+                )
+            )
+
+    def events(self, notice_id: int) -> list[Event]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(EventRow).where(EventRow.notice_id == notice_id).order_by(EventRow.id)
+            )
+            return [
+                Event(
+                    at=r.at,
+                    notice_id=r.notice_id,
+                    target=r.target,
+                    step=r.step,
+                    outcome=r.outcome,
+                    detail=r.detail,
+                )
+                for r in rows
+            ]
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with _translated(), self._sessions() as session:
+            yield session
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as e:
+        raise DatabaseUnavailable(
+            f"database unavailable ({e.orig.__class__.__name__}): check MAINT_DATABASE_URL "
+            "and that the server is up; run `maint db upgrade` on a new database"
+        ) from e
+    except DBAPIError as e:
+        if e.connection_invalidated:
+            raise DatabaseUnavailable("database connection lost; will retry") from e
+        raise
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets `maint run` and the CLI use one file at once; foreign keys are off by
+            # default in SQLite.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _overlapping(session: Session, ref: ServiceRef, start: datetime, end: datetime) -> int | None:
+    live = [
+        s.value for s in TargetState if s not in (TargetState.CANCELLED, TargetState.ROLLED_BACK)
+    ]
+    return session.scalar(
+        select(NoticeRow.id)
+        .join(TargetRow)
+        .where(
+            TargetRow.namespace == ref.namespace,
+            TargetRow.service == ref.name,
+            TargetRow.state.in_(live),
+            NoticeRow.maintenance.is_(True),
+            NoticeRow.cancelled_at.is_(None),
+            NoticeRow.start_at < end,
+            NoticeRow.end_at > start,
+        )
+        .limit(1)
+    )
+
+
+def _target(row: TargetRow) -> Target:
+    return Target(
+        id=row.id,
+        notice_id=row.notice_id,
+        ref=ServiceRef(namespace=row.namespace, name=row.service),
+        state=TargetState(row.state),
+        image=row.image,
+        pod=row.pod,
+        revision=row.revision,
+        original_selector=json.loads(row.original_selector) if row.original_selector else None,
+        actual_start=row.actual_start,
+        actual_end=row.actual_end,
+        forced=bool(row.forced),
+    )
+
+
+def _notice(row: NoticeRow) -> Notice:
+    return Notice(
+        id=row.id,
+        title=row.title,
+        reason=row.reason,
+        lang=row.lang,
+        maintenance=row.maintenance,
+        start=row.start_at,
+        end=row.end_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        cancelled_at=row.cancelled_at,
+        targets=tuple(_target(t) for t in row.targets),
+    )

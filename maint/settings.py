@@ -1,0 +1,121 @@
+"""All of maint's settings, read once from the environment (prefix ``MAINT_``).
+
+Every field says its unit and why its default was chosen. Durations are seconds (float), so an
+environment variable is a plain number. ``app.py`` is the only place that turns these into
+concrete objects; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """maint's configuration. Environment variables: ``MAINT_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="MAINT_", extra="ignore", frozen=True)
+
+    # --- storage -------------------------------------------------------------------------
+    database_url: str = "sqlite:///maint.db"
+    """SQLAlchemy URL of the notices database. SQLite file by default so a first try needs
+    nothing; production uses PostgreSQL (``postgresql+psycopg://…``) so replicas share state."""
+
+    # --- cluster -------------------------------------------------------------------------
+    kubeconfig: str | None = None
+    """Path of a kubeconfig. Unset: in-cluster credentials, else ``~/.kube/config``."""
+
+    build_namespace: str = "maint-build"
+    """Namespace of the ConfigMaps and Kaniko Jobs. Kaniko runs as root, so this namespace
+    enforces Pod Security ``baseline`` while target namespaces may enforce ``restricted``."""
+
+    kaniko_service_account: str = "maint-kaniko"
+    """ServiceAccount of the Kaniko Jobs; on EKS it carries the IRSA role that may push."""
+
+    # --- registry ------------------------------------------------------------------------
+    registry_kind: Literal["ecr", "oci"] = "oci"
+    """``ecr`` (AWS, IRSA, cleanup with boto3) or ``oci`` (any registry with the v2 API, e.g.
+    kind's local registry). OCI by default because that is what a first try on kind has."""
+
+    image_repository: str = "kind-registry:5000/maint-page"
+    """Repository the page images are pushed to, as Pods and Kaniko see it (no tag)."""
+
+    registry_url: str | None = None
+    """Base URL maint itself uses for the OCI registry API (deleting images), when it differs
+    from how Pods reach the registry. Unset: derived from ``image_repository``."""
+
+    registry_insecure: bool = False
+    """Push and delete over plain HTTP. Only for a local registry (kind); off by default."""
+
+    aws_region: str | None = None
+    """AWS region of the ECR repository. Unset: the region boto3 and IRSA find on their own."""
+
+    ecr_endpoint_url: str | None = None
+    """ECR API endpoint override (tests against a moto server; VPC endpoints). Unset: AWS."""
+
+    # --- images --------------------------------------------------------------------------
+    kaniko_image: str = "ghcr.io/osscontainertools/kaniko:v1.25.2"
+    """Kaniko executor image. GoogleContainerTools/kaniko is archived (2025-06); this is a
+    maintained fork. Pin it by digest in your overlay (``…@sha256:…``)."""
+
+    base_image: str = "nginxinc/nginx-unprivileged:1.27-alpine"
+    """``FROM`` of the page image: non-root nginx on 8080, pid and temp files under /tmp."""
+
+    # --- timing --------------------------------------------------------------------------
+    prepare_lead: float = Field(default=600.0, ge=0)
+    """Seconds before ``start`` that preparation (build, Pod Ready) begins. 10 minutes covers a
+    cold Kaniko build with margin so the switch itself lands on time."""
+
+    poll_interval: float = Field(default=15.0, gt=0)
+    """Seconds between reconcile passes. Wake-ups at due times give the precision; this pass is
+    the safety net (drift, missed wake-ups, another replica's work), so 15 s is plenty."""
+
+    build_timeout: float = Field(default=600.0, gt=0)
+    """Seconds a Kaniko Job may take (also its ``activeDeadlineSeconds``). A page image is one
+    COPY layer on a ~40 MB base: minutes at worst."""
+
+    pod_ready_timeout: float = Field(default=120.0, gt=0)
+    """Seconds for the maintenance Pod to become Ready: an image pull and an nginx start."""
+
+    endpoints_timeout: float = Field(default=60.0, gt=0)
+    """Seconds for the Service's EndpointSlices to follow a selector change."""
+
+    restore_grace: float = Field(default=300.0, ge=0)
+    """Seconds after ``end`` before a forced restore from the Service annotation alone. Gives a
+    normal restore (with its cleanup and retries) five minutes before the safety net acts."""
+
+    step_retry_delay: float = Field(default=5.0, gt=0)
+    """Seconds before a failed step (API or registry error) is tried again."""
+
+    claim_ttl: float = Field(default=60.0, gt=0)
+    """Seconds a replica's claim on a target lasts without renewal. Another replica takes over
+    after this; short enough for a quick takeover, long enough to ride out a slow step."""
+
+    start_tolerance: float = Field(default=300.0, ge=0)
+    """Seconds ``start`` may lie in the past when a notice is added (clock skew, typing time)."""
+
+    # --- page ----------------------------------------------------------------------------
+    display_timezone: str = "UTC"
+    """IANA zone in which the page shows times (e.g. ``Asia/Seoul``). Stored times stay UTC."""
+
+    def lead(self) -> timedelta:
+        return timedelta(seconds=self.prepare_lead)
+
+    def grace(self) -> timedelta:
+        return timedelta(seconds=self.restore_grace)
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Asia/Seoul") from e
+        return value

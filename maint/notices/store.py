@@ -180,11 +180,15 @@ class NoticeStore:
                 for row in rows
             ]
 
-    def next_due(self) -> datetime | None:
-        """Earliest due time of any non-terminal target (for the scheduler's wake-up)."""
+    def next_due(self, *, after: datetime) -> datetime | None:
+        """Earliest due time after ``after`` of any live target (the scheduler's wake-up)."""
         live = [s.value for s in (TargetState.SCHEDULED, *IN_FLIGHT_STATES)]
         with self._session() as session:
-            return session.scalar(select(func.min(TargetRow.due_at)).where(TargetRow.state.in_(live)))
+            return session.scalar(
+                select(func.min(TargetRow.due_at)).where(
+                    TargetRow.state.in_(live), TargetRow.due_at > after
+                )
+            )
 
     def target(self, target_id: int) -> WorkItem:
         with self._session() as session:

@@ -1,0 +1,216 @@
+"""The one place that builds concrete objects from ``Settings``, and the use cases the CLI calls.
+
+Commands stay thin: parse, call one function here, print.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from maint import build, cluster, naming, page, switch
+from maint.cluster import Cluster
+from maint.errors import InvalidInput, NotFound
+from maint.notices import Notice, NoticeStore, TargetState, new_notice, parse_time
+from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
+from maint.runner.transitions import Window
+from maint.settings import Settings
+
+
+def say_stderr(line: str) -> None:
+    print(f"{utcnow().strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    say: Callable[[str], None] = say_stderr
+    _store: NoticeStore | None = None
+    _api: Cluster | None = None
+
+    # --- wiring ---------------------------------------------------------------------------
+    @property
+    def store(self) -> NoticeStore:
+        if self._store is None:
+            self._store = NoticeStore(self.settings.database_url)
+        return self._store
+
+    @property
+    def api(self) -> Cluster:
+        if self._api is None:
+            self._api = cluster.connect(kubeconfig=self.settings.kubeconfig)
+        return self._api
+
+    def registry(self) -> build.Registry:
+        ref = build.parse_repository(self.settings.image_repository)
+        if self.settings.registry_kind == "ecr":
+            return build.EcrRegistry(
+                repository=ref,
+                region=self.settings.aws_region,
+                endpoint_url=self.settings.ecr_endpoint_url,
+            )
+        return build.OciRegistry(
+            repository=ref,
+            base_url=self.settings.registry_url,
+            insecure=self.settings.registry_insecure,
+        )
+
+    def steps(self) -> Steps:
+        return Steps(
+            api=self.api,
+            store=self.store,
+            registry=self.registry(),
+            settings=self.settings,
+            clock=self.clock,
+            say=self.say,
+        )
+
+    def runner(self) -> Runner:
+        return Runner(
+            api=self.api, store=self.store, steps=self.steps(), settings=self.settings,
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        if self._api is not None:
+            self._api.close()
+
+    # --- use cases ------------------------------------------------------------------------
+    def add_notice(
+        self,
+        *,
+        title: str,
+        reason: str,
+        start: str,
+        end: str,
+        targets: Sequence[str],
+        lang: str,
+        maintenance: bool,
+    ) -> Notice:
+        now = self.clock()
+        new = new_notice(
+            title=title, reason=reason, start=start, end=end, targets=targets, lang=lang,
+            maintenance=maintenance, now=now,
+            start_tolerance=timedelta(seconds=self.settings.start_tolerance),
+        )
+        if maintenance:
+            for ref in new.targets:
+                try:
+                    service = cluster.get_service(self.api, namespace=ref.namespace, name=ref.name)
+                except NotFound:
+                    raise InvalidInput(f"Service {ref} does not exist") from None
+                if service.type == "ExternalName":
+                    raise InvalidInput(f"Service {ref} is ExternalName; it has no Pods to switch")
+                if not service.selector:
+                    raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
+                if naming.PAGE_LABEL in service.selector:
+                    raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
+                switch.plan_ports(service)
+        window = Window(start=new.start, end=new.end, lead=self.settings.lead(),
+                        grace=self.settings.grace())
+        return self.store.add(new, now=now, due_at=due_at(TargetState.SCHEDULED, window=window))
+
+    def end_notice(self, notice_id: int, *, cancel: bool) -> Notice:
+        notice = self.store.get(notice_id)
+        now = self.clock()
+        if notice.cancelled_at is not None or (
+            notice.targets and all(t.state.terminal for t in notice.targets)
+        ):
+            raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
+        end = min(notice.end, now) if (not cancel or now >= notice.start) else notice.end
+        return self.store.set_window(notice_id, now=now, end=end, cancelled=cancel)
+
+    def extend_notice(self, notice_id: int, *, end: str) -> Notice:
+        notice = self.store.get(notice_id)
+        now = self.clock()
+        new_end = parse_time(end, what="--end")
+        if new_end <= notice.start:
+            raise InvalidInput(f"--end {end} must be after the start {notice.start.isoformat()}")
+        if new_end <= now:
+            raise InvalidInput(f"--end {end} is in the past; use `maint notice end` to end now")
+        if notice.targets and all(t.state.terminal for t in notice.targets):
+            raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
+        return self.store.set_window(notice_id, now=now, end=new_end)
+
+    def render_preview(self, notice: Notice, *, ports: Sequence[int] = (8080,)) -> page.BuildContext:
+        return page.render(
+            page.PageNotice(
+                notice_id=notice.id, title=notice.title, reason=notice.reason, lang=notice.lang,
+                start=notice.start, end=notice.end,
+            ),
+            ports=ports,
+            zone=self.settings.zone(),
+            base_image=self.settings.base_image,
+        )
+
+    def write_preview(self, context: page.BuildContext, out: Path) -> list[Path]:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, content in sorted(context.files.items()):
+            (out / name).write_bytes(content)
+            written.append(out / name)
+        return written
+
+    def preview_configmap(self, notice: Notice, context: page.BuildContext) -> str:
+        name = f"maint-preview-{notice.id}"
+        manifest = build.manifests.build_configmap(
+            name=name,
+            namespace=self.settings.build_namespace,
+            labels={naming.MANAGED_BY: naming.MANAGER, naming.NOTICE_LABEL: str(notice.id)},
+            files=dict(context.files),
+            tarball=page.context_tarball(context),
+        )
+        manifest.pop("immutable")
+        cluster.delete(self.api, kind="ConfigMap", namespace=self.settings.build_namespace, name=name)
+        cluster.create(self.api, manifest)
+        return f"{self.settings.build_namespace}/{name}"
+
+    def restore_overdue(self) -> list[OverdueResult]:
+        return restore_overdue(self.api, now=self.clock())
+
+
+def notice_json(notice: Notice, *, now: datetime, events: list[Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": notice.id,
+        "title": notice.title,
+        "reason": notice.reason,
+        "lang": notice.lang,
+        "maintenance": notice.maintenance,
+        "start": notice.start.isoformat(),
+        "end": notice.end.isoformat(),
+        "state": notice.state(now),
+        "cancelled_at": notice.cancelled_at.isoformat() if notice.cancelled_at else None,
+        "targets": [
+            {
+                "namespace": t.ref.namespace,
+                "service": t.ref.name,
+                "state": t.state.value,
+                "image": t.image,
+                "pod": t.pod,
+                "original_selector": t.original_selector,
+                "actual_start": t.actual_start.isoformat() if t.actual_start else None,
+                "actual_end": t.actual_end.isoformat() if t.actual_end else None,
+                "forced": t.forced,
+            }
+            for t in notice.targets
+        ],
+    }
+    if events is not None:
+        data["events"] = [
+            {"at": e.at.isoformat(), "target": e.target, "step": e.step, "outcome": e.outcome,
+             "detail": e.detail}
+            for e in events
+        ]
+    return data
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)

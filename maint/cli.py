@@ -1,0 +1,225 @@
+"""``maint``: commands only — parse, call ``app``, print. Exit 0 ok, 2 bad input, 1 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from maint import __version__, page
+from maint.app import App, dumps, notice_json
+from maint.errors import InvalidInput, MaintError
+from maint.notices import Notice
+from maint.settings import Settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse exits 2 too, but prints the whole usage; one clear line is easier to read.
+        self.exit(2, f"maint: error: {message} (see `{self.prog} --help`)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="maint", description=__doc__)
+    p.add_argument("--version", action="version", version=f"maint {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", help="create or migrate the schema")
+
+    notice = sub.add_parser("notice", help="maintenance notices").add_subparsers(
+        dest="notice", required=True, parser_class=_Parser
+    )
+    add = notice.add_parser("add", help="register a notice")
+    add.add_argument("--title", required=True)
+    add.add_argument("--reason", required=True)
+    add.add_argument("--start", required=True, help="ISO 8601 with offset")
+    add.add_argument("--end", required=True, help="ISO 8601 with offset")
+    add.add_argument("--target", action="append", default=[], metavar="NAMESPACE/SERVICE")
+    add.add_argument("--lang", default="ko", choices=page.SUPPORTED_LANGS)
+    add.add_argument("--no-maintenance", action="store_true", help="announcement only")
+    _output(add)
+    _output(notice.add_parser("list", help="list notices"))
+    show = notice.add_parser("show", help="a notice, its targets and event log")
+    show.add_argument("id", type=int)
+    _output(show)
+    for verb, text in (("cancel", "cancel (restores at once if active)"), ("end", "end now")):
+        notice.add_parser(verb, help=text).add_argument("id", type=int)
+    extend = notice.add_parser("extend", help="move the end")
+    extend.add_argument("id", type=int)
+    extend.add_argument("--end", required=True)
+
+    preview = sub.add_parser("preview", help="render a notice's page")
+    preview.add_argument("id", type=int)
+    preview.add_argument("--out", type=Path, default=Path("preview"))
+    preview.add_argument("--serve", type=int, metavar="PORT")
+    preview.add_argument("--configmap", action="store_true")
+
+    run = sub.add_parser("run", help="the scheduler")
+    run.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
+    _output(sub.add_parser("status", help="live windows"))
+    restore = sub.add_parser("restore", help="forced restore from Service annotations, no DB")
+    restore.add_argument("--overdue", action="store_true", required=True)
+    return p
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        first = e.errors()[0]
+        print(f"maint: bad setting MAINT_{str(first['loc'][0]).upper()}: {first['msg']}",
+              file=sys.stderr)
+        return 2
+    app = App(settings=settings)
+    try:
+        return _dispatch(app, args)
+    except InvalidInput as e:
+        print(f"maint: {e}", file=sys.stderr)
+        return 2
+    except MaintError as e:
+        print(f"maint: {e}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+
+
+def _dispatch(app: App, args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "db":
+        app.store.upgrade()
+        print(f"database schema is up to date ({_safe_url(app.settings.database_url)})")
+        return 0
+    if command == "notice":
+        return _notice(app, args)
+    if command == "preview":
+        notice = app.store.get(args.id)
+        context = app.render_preview(notice)
+        for path in app.write_preview(context, args.out):
+            print(path)
+        if args.configmap:
+            print(f"stored in ConfigMap {app.preview_configmap(notice, context)}")
+        if args.serve is not None:
+            print(f"serving the page on http://127.0.0.1:{args.serve}/ (Ctrl-C stops)")
+            try:
+                page.serve(context, port=args.serve)
+            except KeyboardInterrupt:
+                pass
+        return 0
+    if command == "run":
+        return _run(app, once=args.once)
+    if command == "status":
+        live = [n for n in app.store.list() if n.state(app.clock()) not in _DONE]
+        _print_notices(app, live, args.output)
+        return 0
+    if command == "restore":
+        results = app.restore_overdue()
+        for r in results:
+            print(f"{r.service}: {r.outcome} ({r.detail})")
+        if not results:
+            print("no overdue Service found")
+        return 1 if any(r.outcome == "failed" for r in results) else 0
+    raise AssertionError(command)
+
+
+_DONE = {"COMPLETED", "ROLLED_BACK", "CANCELLED"}
+
+
+def _notice(app: App, args: argparse.Namespace) -> int:
+    verb = args.notice
+    now = app.clock()
+    if verb == "add":
+        notice = app.add_notice(
+            title=args.title, reason=args.reason, start=args.start, end=args.end,
+            targets=args.target, lang=args.lang, maintenance=not args.no_maintenance,
+        )
+        if args.output == "json":
+            print(dumps(notice_json(notice, now=now)))
+        else:
+            print(f"notice {notice.id} registered: {notice.start.isoformat()} .. "
+                  f"{notice.end.isoformat()} ({notice.state(now)})")
+        return 0
+    if verb == "list":
+        _print_notices(app, app.store.list(), args.output)
+        return 0
+    if verb == "show":
+        notice = app.store.get(args.id)
+        events = app.store.events(notice.id)
+        if args.output == "json":
+            print(dumps(notice_json(notice, now=now, events=events)))
+            return 0
+        print(f"notice {notice.id}: {notice.title} [{notice.state(now)}]")
+        print(f"  window  {notice.start.isoformat()} .. {notice.end.isoformat()}  lang={notice.lang}")
+        print(f"  reason  {notice.reason}")
+        for t in notice.targets:
+            print(f"  target  {t.ref}  {t.state.value}  pod={t.pod or '-'}  image={t.image or '-'}")
+        print("  events")
+        for e in events:
+            print(f"    {e.at.isoformat(timespec='seconds')}  {e.target or '-':<24} "
+                  f"{e.step:<13} {e.outcome:<9} {e.detail}")
+        return 0
+    if verb in ("cancel", "end"):
+        notice = app.end_notice(args.id, cancel=verb == "cancel")
+        print(f"notice {notice.id}: {verb} requested; the runner restores and cleans up")
+        return _run(app, once=True)
+    if verb == "extend":
+        notice = app.extend_notice(args.id, end=args.end)
+        print(f"notice {notice.id} now ends {notice.end.isoformat()}")
+        return 0
+    raise AssertionError(verb)
+
+
+def _run(app: App, *, once: bool) -> int:
+    from maint.runner import Scheduler
+
+    runner = app.runner()
+    if once:
+        result = runner.pass_once()
+        runner.wait_idle()
+        runner.shutdown()
+        for label in result.overdue:
+            print(f"forced restore: {label}")
+        if not result.database_ok:
+            print("maint: database unavailable; only the forced restore ran", file=sys.stderr)
+            return 1
+        return 0
+    Scheduler(runner, poll_interval=app.settings.poll_interval).run()
+    return 0
+
+
+def _print_notices(app: App, notices: list[Notice], output: str) -> None:
+    now = app.clock()
+    if output == "json":
+        print(dumps([notice_json(n, now=now) for n in notices]))
+        return
+    print(f"{'ID':>5}  {'STATE':<12} {'START':<25} {'END':<25} {'TARGETS':<30} TITLE")
+    for n in notices:
+        targets = ",".join(str(t.ref) for t in n.targets) or "-"
+        print(f"{n.id:>5}  {n.state(now):<12} {n.start.isoformat(timespec='seconds'):<25} "
+              f"{n.end.isoformat(timespec='seconds'):<25} {targets:<30} {n.title}")
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password (never print secrets)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

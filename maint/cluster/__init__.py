@@ -1,0 +1,57 @@
+"""The only package that imports ``kubernetes``: one module per verb, snapshots out, our errors.
+
+Nothing above this package builds URLs or sees a client model.
+"""
+
+from maint.cluster.connection import Cluster, connect
+from maint.cluster.creating import create
+from maint.cluster.deleting import delete
+from maint.cluster.patching import json_patch_service, pointer
+from maint.cluster.reading import (
+    get_job,
+    get_pod,
+    get_service,
+    job_termination,
+    list_managed,
+    list_services,
+    pod_log_tail,
+    ready_endpoint_pods,
+)
+from maint.cluster.types import (
+    JobInfo,
+    Manifest,
+    ObjectRef,
+    PodInfo,
+    ServiceInfo,
+    ServicePort,
+    Termination,
+)
+from maint.cluster.watching import Progress, wait_endpoints, wait_job, wait_pod
+
+__all__ = [
+    "Cluster",
+    "JobInfo",
+    "Manifest",
+    "ObjectRef",
+    "PodInfo",
+    "Progress",
+    "ServiceInfo",
+    "ServicePort",
+    "Termination",
+    "connect",
+    "create",
+    "delete",
+    "get_job",
+    "get_pod",
+    "get_service",
+    "job_termination",
+    "json_patch_service",
+    "list_managed",
+    "list_services",
+    "pod_log_tail",
+    "pointer",
+    "ready_endpoint_pods",
+    "wait_endpoints",
+    "wait_job",
+    "wait_pod",
+]

@@ -1,0 +1,89 @@
+"""Every API call goes through ``call``: bounded retries with jitter, errors made our own.
+
+404 becomes ``NotFound``, 409 ``Conflict``, 401/403 ``Forbidden``, 422/400 ``InvalidInput``;
+5xx, 429 and transport errors are retried a few times, then become ``ClusterUnavailable``.
+Retrying writes is safe because every write maint makes is idempotent or guarded (create
+tolerates 409, delete tolerates 404, selector patches carry a JSON Patch ``test``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
+
+from maint.errors import (
+    ClusterUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    MaintError,
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ATTEMPTS = 4
+BASE_DELAY = 0.2  # seconds; doubles each attempt, with full jitter
+RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one API call; ``what`` names it in errors (e.g. ``"get Service shop/web"``)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as e:
+            if e.status in RETRIED_STATUS and attempt < ATTEMPTS:
+                _pause(what, attempt, f"HTTP {e.status}")
+                continue
+            raise translate(what, e) from e
+        except (TransportError, OSError) as e:
+            if attempt < ATTEMPTS:
+                _pause(what, attempt, type(e).__name__)
+                continue
+            raise ClusterUnavailable(f"{what}: API server unreachable ({e})") from e
+    raise AssertionError("unreachable")
+
+
+def translate(what: str, e: ApiException) -> MaintError:
+    message = f"{what}: {_reason(e)}"
+    status = e.status or 0
+    if status == 404:
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    if status in (401, 403):
+        return Forbidden(message + " (check maint's RBAC, see manifests/base/rbac.yaml)")
+    if status in (400, 422):
+        if "test failed" in message or "testing value" in message:
+            return Conflict(message)
+        return InvalidInput(message)
+    if status >= 500 and ("test failed" in message or "testing value" in message):
+        return Conflict(message)
+    return ClusterUnavailable(message)
+
+
+def is_patch_test_failure(e: MaintError) -> bool:
+    return isinstance(e, Conflict) and ("test failed" in str(e) or "testing value" in str(e))
+
+
+def _reason(e: ApiException) -> str:
+    try:
+        body = json.loads(e.body or "{}")
+        return f"HTTP {e.status}: {body.get('message') or e.reason}"
+    except (ValueError, AttributeError):
+        return f"HTTP {e.status}: {e.reason}"
+
+
+def _pause(what: str, attempt: int, why: str) -> None:
+    delay = random.uniform(0, BASE_DELAY * 2 ** (attempt - 1))
+    log.warning("%s failed (%s); retry %d/%d in %.2fs", what, why, attempt, ATTEMPTS - 1, delay)
+    time.sleep(delay)

@@ -1,0 +1,79 @@
+"""Client models to frozen snapshots. Kept apart so verb modules read as plain API calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maint.cluster.types import JobInfo, PodInfo, ServiceInfo, ServicePort, Termination
+
+
+def service(obj: Any) -> ServiceInfo:
+    spec = obj.spec
+    ports = tuple(
+        ServicePort(
+            port=p.port,
+            target_port=p.target_port if p.target_port is not None else p.port,
+            protocol=p.protocol or "TCP",
+            name=p.name,
+        )
+        for p in (spec.ports or [])
+    )
+    return ServiceInfo(
+        namespace=obj.metadata.namespace,
+        name=obj.metadata.name,
+        type=spec.type or "ClusterIP",
+        selector=dict(spec.selector or {}),
+        ports=ports,
+        annotations=dict(obj.metadata.annotations or {}),
+        resource_version=obj.metadata.resource_version or "",
+    )
+
+
+def pod(obj: Any) -> PodInfo:
+    status = obj.status
+    conditions = (status.conditions if status else None) or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    return PodInfo(
+        namespace=obj.metadata.namespace,
+        name=obj.metadata.name,
+        phase=(status.phase if status else None) or "Pending",
+        ready=ready,
+        ip=status.pod_ip if status else None,
+        labels=dict(obj.metadata.labels or {}),
+        deleting=obj.metadata.deletion_timestamp is not None,
+        node=obj.spec.node_name if obj.spec else None,
+    )
+
+
+def job(obj: Any) -> JobInfo:
+    conditions = (obj.status.conditions if obj.status else None) or []
+    done = {c.type: c for c in conditions if c.status == "True"}
+    failed = done.get("Failed")
+    return JobInfo(
+        namespace=obj.metadata.namespace,
+        name=obj.metadata.name,
+        succeeded="Complete" in done,
+        failed=failed is not None,
+        reason=f"{failed.reason}: {failed.message}" if failed is not None else "",
+    )
+
+
+def termination(obj: Any) -> Termination | None:
+    for status in (obj.status.container_statuses or []) if obj.status else []:
+        terminated = status.state.terminated if status.state else None
+        if terminated is not None:
+            return Termination(
+                pod=obj.metadata.name,
+                exit_code=terminated.exit_code or 0,
+                message=(terminated.message or "").strip(),
+            )
+    return None
+
+
+def ready_pods(endpoint_slice: object) -> list[str]:
+    names = []
+    for endpoint in getattr(endpoint_slice, "endpoints", None) or []:
+        ready = endpoint.conditions is None or endpoint.conditions.ready is not False
+        if ready and endpoint.target_ref is not None and endpoint.target_ref.kind == "Pod":
+            names.append(endpoint.target_ref.name)
+    return names

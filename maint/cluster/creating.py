@@ -1,0 +1,34 @@
+"""Creates. An object that already exists (409) counts as created: names are deterministic,
+so a retried step finds what an earlier attempt made."""
+
+from __future__ import annotations
+
+from maint.cluster.calls import call
+from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.types import Manifest
+from maint.errors import Conflict
+
+_CREATORS = {
+    "Pod": ("core", "create_namespaced_pod"),
+    "ConfigMap": ("core", "create_namespaced_config_map"),
+    "Job": ("batch", "create_namespaced_job"),
+}
+
+
+def create(cluster: Cluster, manifest: Manifest) -> bool:
+    """Create ``manifest``; True if created now, False if it already existed."""
+    kind = manifest["kind"]
+    namespace = manifest["metadata"]["namespace"]
+    name = manifest["metadata"]["name"]
+    api, method = _CREATORS[kind]
+    try:
+        call(
+            f"create {kind} {namespace}/{name}",
+            getattr(getattr(cluster, api), method),
+            namespace,
+            manifest,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except Conflict:
+        return False
+    return True

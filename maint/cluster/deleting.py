@@ -1,0 +1,30 @@
+"""Deletes. A missing object (404) counts as deleted, so cleanup can run any number of times."""
+
+from __future__ import annotations
+
+from maint.cluster.calls import call
+from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.errors import NotFound
+
+_DELETERS = {
+    "Pod": ("core", "delete_namespaced_pod"),
+    "ConfigMap": ("core", "delete_namespaced_config_map"),
+    "Job": ("batch", "delete_namespaced_job"),
+}
+
+
+def delete(cluster: Cluster, *, kind: str, namespace: str, name: str) -> bool:
+    """Delete one object; True if it was there. Jobs take their Pods with them (Background)."""
+    api, method = _DELETERS[kind]
+    try:
+        call(
+            f"delete {kind} {namespace}/{name}",
+            getattr(getattr(cluster, api), method),
+            name,
+            namespace,
+            propagation_policy="Background",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except NotFound:
+        return False
+    return True

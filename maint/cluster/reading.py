@@ -1,0 +1,139 @@
+"""Reads. A missing object raises ``NotFound`` (from ``calls``); lists return snapshots."""
+
+from __future__ import annotations
+
+from maint.cluster import convert
+from maint.cluster.calls import call
+from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.types import JobInfo, ObjectRef, PodInfo, ServiceInfo, Termination
+
+
+def get_service(cluster: Cluster, *, namespace: str, name: str) -> ServiceInfo:
+    obj = call(
+        f"get Service {namespace}/{name}",
+        cluster.core.read_namespaced_service,
+        name,
+        namespace,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
+    return convert.service(obj)
+
+
+def list_services(cluster: Cluster, *, namespace: str | None = None) -> list[ServiceInfo]:
+    if namespace is None:
+        result = call(
+            "list Services",
+            cluster.core.list_service_for_all_namespaces,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    else:
+        result = call(
+            f"list Services in {namespace}",
+            cluster.core.list_namespaced_service,
+            namespace,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    return [convert.service(obj) for obj in result.items]
+
+
+def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:
+    obj = call(
+        f"get Pod {namespace}/{name}",
+        cluster.core.read_namespaced_pod,
+        name,
+        namespace,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
+    return convert.pod(obj)
+
+
+def get_job(cluster: Cluster, *, namespace: str, name: str) -> JobInfo:
+    obj = call(
+        f"get Job {namespace}/{name}",
+        cluster.batch.read_namespaced_job,
+        name,
+        namespace,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
+    return convert.job(obj)
+
+
+def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Termination | None:
+    """The termination of the Job's newest finished Pod (Kaniko's digest or its log tail)."""
+    pods = call(
+        f"list Pods of Job {namespace}/{job}",
+        cluster.core.list_namespaced_pod,
+        namespace,
+        label_selector=f"job-name={job}",
+        _request_timeout=REQUEST_TIMEOUT,
+    ).items
+    pods.sort(key=lambda p: p.metadata.creation_timestamp, reverse=True)
+    for obj in pods:
+        found = convert.termination(obj)
+        if found is not None:
+            return found
+    return None
+
+
+def pod_log_tail(cluster: Cluster, *, namespace: str, pod: str, lines: int = 20) -> str:
+    text = call(
+        f"read log of Pod {namespace}/{pod}",
+        cluster.core.read_namespaced_pod_log,
+        pod,
+        namespace,
+        tail_lines=lines,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
+    return str(text)
+
+
+def ready_endpoint_pods(cluster: Cluster, *, namespace: str, service: str) -> set[str]:
+    """Names of the Pods listed as ready in the Service's EndpointSlices."""
+    slices = call(
+        f"list EndpointSlices of {namespace}/{service}",
+        cluster.discovery.list_namespaced_endpoint_slice,
+        namespace,
+        label_selector=f"kubernetes.io/service-name={service}",
+        _request_timeout=REQUEST_TIMEOUT,
+    ).items
+    return {name for s in slices for name in convert.ready_pods(s)}
+
+
+def list_managed(
+    cluster: Cluster, *, kind: str, labels: dict[str, str], namespace: str | None = None
+) -> list[ObjectRef]:
+    """Objects of ``kind`` (Pod, Job, ConfigMap) carrying all ``labels``."""
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    api, namespaced, everywhere = _LISTERS[kind]
+    group = getattr(cluster, api)
+    if namespace is None:
+        result = call(
+            f"list {kind}s",
+            getattr(group, everywhere),
+            label_selector=selector,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    else:
+        result = call(
+            f"list {kind}s in {namespace}",
+            getattr(group, namespaced),
+            namespace,
+            label_selector=selector,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    return [
+        ObjectRef(
+            kind=kind,
+            namespace=obj.metadata.namespace,
+            name=obj.metadata.name,
+            labels=dict(obj.metadata.labels or {}),
+        )
+        for obj in result.items
+    ]
+
+
+_LISTERS = {
+    "Pod": ("core", "list_namespaced_pod", "list_pod_for_all_namespaces"),
+    "ConfigMap": ("core", "list_namespaced_config_map", "list_config_map_for_all_namespaces"),
+    "Job": ("batch", "list_namespaced_job", "list_job_for_all_namespaces"),
+}

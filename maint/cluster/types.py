@@ -1,0 +1,66 @@
+"""Frozen snapshots of the cluster objects maint cares about; no client model leaves ``cluster``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Manifest = dict[str, Any]
+"""A Kubernetes object as plain data, built by the pure manifest builders."""
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    port: int
+    target_port: int | str
+    protocol: str = "TCP"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    namespace: str
+    name: str
+    type: str
+    selector: dict[str, str]
+    ports: tuple[ServicePort, ...]
+    annotations: dict[str, str] = field(default_factory=dict)
+    resource_version: str = ""
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    phase: str
+    ready: bool
+    ip: str | None
+    labels: dict[str, str]
+    deleting: bool = False
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    namespace: str
+    name: str
+    succeeded: bool
+    failed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Termination:
+    """How a Job's container ended: its termination message (digest or log tail) and code."""
+
+    pod: str
+    exit_code: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,216 @@
+"""Waits with deadlines, driven by watches (no polling storms).
+
+Each wait lists-then-watches one object (a field selector on its name) or one Service's
+EndpointSlices, re-checks on every event, and restarts the watch when it expires (410 Gone or
+the server's timeout). ``progress`` is called at most every ``PROGRESS_EVERY`` seconds so the CLI
+can say what it is waiting for. Past the deadline: ``StepTimeout``; the object deleted while we
+wait: ``NotFound``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
+
+from maint.cluster import convert
+from maint.cluster.calls import translate
+from maint.cluster.connection import Cluster
+from maint.cluster.types import JobInfo, PodInfo
+from maint.errors import ClusterUnavailable, NotFound, StepTimeout
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+PROGRESS_EVERY = 10.0  # seconds between "still waiting" lines
+WATCH_CHUNK = 30  # seconds per watch request: bounds how long a silently dead stream can hang
+
+
+def wait_pod(
+    cluster: Cluster,
+    *,
+    namespace: str,
+    name: str,
+    done: Callable[[PodInfo], bool],
+    timeout: float,
+    what: str,
+    progress: Progress | None = None,
+) -> PodInfo:
+    return _wait_object(
+        cluster.core.list_namespaced_pod,
+        convert.pod,
+        namespace=namespace,
+        name=name,
+        done=done,
+        timeout=timeout,
+        what=what,
+        progress=progress,
+    )
+
+
+def wait_job(
+    cluster: Cluster,
+    *,
+    namespace: str,
+    name: str,
+    timeout: float,
+    progress: Progress | None = None,
+) -> JobInfo:
+    """Until the Job is Complete or Failed."""
+    return _wait_object(
+        cluster.batch.list_namespaced_job,
+        convert.job,
+        namespace=namespace,
+        name=name,
+        done=lambda j: j.succeeded or j.failed,
+        timeout=timeout,
+        what=f"Job {namespace}/{name} to finish",
+        progress=progress,
+    )
+
+
+def wait_endpoints(
+    cluster: Cluster,
+    *,
+    namespace: str,
+    service: str,
+    done: Callable[[set[str]], bool],
+    timeout: float,
+    what: str,
+    progress: Progress | None = None,
+) -> set[str]:
+    """Until ``done(ready Pod names in the Service's EndpointSlices)`` holds."""
+    deadline = time.monotonic() + timeout
+    slices: dict[str, list[str]] = {}
+    reporter = _Reporter(what, progress)
+
+    def current() -> set[str]:
+        return {pod for pods in slices.values() for pod in pods}
+
+    while True:
+        slices.clear()
+        listed = _guard(
+            what,
+            lambda: cluster.discovery.list_namespaced_endpoint_slice(
+                namespace, label_selector=f"kubernetes.io/service-name={service}"
+            ),
+        )
+        for item in listed.items:
+            slices[item.metadata.name] = convert.ready_pods(item)
+        if done(current()):
+            return current()
+        stream = watch.Watch()
+        try:
+            for event in _guard(
+                what,
+                lambda: stream.stream(
+                    cluster.discovery.list_namespaced_endpoint_slice,
+                    namespace,
+                    label_selector=f"kubernetes.io/service-name={service}",
+                    timeout_seconds=_chunk(deadline),
+                ),
+            ):
+                obj = event["object"]
+                if event["type"] == "DELETED":
+                    slices.pop(obj.metadata.name, None)
+                elif event["type"] in ("ADDED", "MODIFIED"):
+                    slices[obj.metadata.name] = convert.ready_pods(obj)
+                if done(current()):
+                    return current()
+                reporter.tick(deadline)
+        except ApiException as e:
+            if e.status != 410:
+                raise translate(what, e) from e
+        except TransportError:
+            pass  # the stream broke: list again and watch again
+        finally:
+            stream.stop()
+        reporter.tick(deadline)
+        _check_deadline(what, deadline, detail=f"ready endpoints: {sorted(current()) or 'none'}")
+
+
+def _wait_object(
+    list_fn: Callable[..., Any],
+    to_info: Callable[[Any], T],
+    *,
+    namespace: str,
+    name: str,
+    done: Callable[[T], bool],
+    timeout: float,
+    what: str,
+    progress: Progress | None,
+) -> T:
+    deadline = time.monotonic() + timeout
+    reporter = _Reporter(what, progress)
+    last: T | None = None
+    selector = f"metadata.name={name}"
+    while True:
+        stream = watch.Watch()
+        try:
+            # A watch without resourceVersion starts with the current object as ADDED.
+            for event in _guard(
+                what,
+                lambda: stream.stream(
+                    list_fn,
+                    namespace,
+                    field_selector=selector,
+                    timeout_seconds=_chunk(deadline),
+                ),
+            ):
+                if event["type"] == "DELETED":
+                    raise NotFound(f"{namespace}/{name} was deleted while waiting for {what}")
+                if event["type"] not in ("ADDED", "MODIFIED"):
+                    continue
+                last = to_info(event["object"])
+                if done(last):
+                    return last
+                reporter.tick(deadline)
+        except ApiException as e:
+            if e.status != 410:
+                raise translate(what, e) from e
+        except TransportError:
+            pass
+        finally:
+            stream.stop()
+        reporter.tick(deadline)
+        _check_deadline(what, deadline, detail=f"last seen: {last}" if last else "never seen")
+
+
+def _guard(what: str, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ApiException as e:
+        if e.status == 410:
+            raise
+        raise translate(what, e) from e
+    except (TransportError, OSError) as e:
+        raise ClusterUnavailable(f"waiting for {what}: {e}") from e
+
+
+def _chunk(deadline: float) -> int:
+    return max(1, min(WATCH_CHUNK, int(deadline - time.monotonic()) + 1))
+
+
+def _check_deadline(what: str, deadline: float, *, detail: str) -> None:
+    if time.monotonic() >= deadline:
+        raise StepTimeout(f"gave up waiting for {what} ({detail})")
+
+
+class _Reporter:
+    def __init__(self, what: str, progress: Progress | None) -> None:
+        self.what = what
+        self.progress = progress
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def tick(self, deadline: float) -> None:
+        now = time.monotonic()
+        if self.progress is not None and now - self.last >= PROGRESS_EVERY:
+            self.last = now
+            self.progress(
+                f"waiting for {self.what}: {now - self.started:.0f}s, "
+                f"{max(0.0, deadline - now):.0f}s left"
+            )

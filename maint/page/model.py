@@ -1,0 +1,41 @@
+"""What the page is rendered from and what rendering produces.
+
+Plain frozen data, so the build side can put a ``BuildContext`` in a ConfigMap and the preview
+server can serve it without knowing anything about notices, databases or Jinja2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+SUPPORTED_LANGS: tuple[str, ...] = ("ko", "en")
+"""Languages the page has texts for; a notice's ``lang`` picks the primary one."""
+
+CONTEXT_FILES: tuple[str, ...] = ("Dockerfile", "index.html", "index.json", "nginx.conf")
+"""The files of every build context, in the order the tarball holds them."""
+
+
+@dataclass(frozen=True)
+class PageNotice:
+    """The parts of a maintenance notice the page shows. Times are timezone-aware (UTC)."""
+
+    notice_id: int
+    title: str
+    reason: str
+    lang: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """The Kaniko build context: exactly the files named in ``CONTEXT_FILES``.
+
+    ``ports`` are the container ports nginx listens on (sorted, no duplicates); the
+    maintenance Pod declares the same ones.
+    """
+
+    files: Mapping[str, bytes]
+    ports: tuple[int, ...]

@@ -1,0 +1,180 @@
+"""One reconcile pass: look at every due target, decide, and hand the step to a worker.
+
+Level-triggered: the pass recomputes what to do from the database and the clock each time, so a
+missed wake-up, a crash or another replica's half-done work is picked up by the next pass.
+A target is worked on by at most one thread here and one replica overall (a claim with expiry
+in the database). The DB-less forced restore runs on every pass as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from maint.cluster import Cluster
+from maint.errors import DatabaseUnavailable, MaintError
+from maint.notices import NoticeStore, WorkItem
+from maint.runner.overdue import restore_overdue
+from maint.runner.steps import Steps, describe
+from maint.runner.transitions import Step, decide
+from maint.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PassResult:
+    started: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
+    database_ok: bool = True
+
+
+class Runner:
+    """Owns the worker pool and the claims; ``Steps`` does the work."""
+
+    def __init__(
+        self,
+        *,
+        api: Cluster,
+        store: NoticeStore,
+        steps: Steps,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+        workers: int = 64,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.steps = steps
+        self.settings = settings
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step")
+        self.running: dict[int, Future[None]] = {}
+        self.lock = threading.Lock()
+        self.pass_lock = threading.Lock()
+        self.reported: set[tuple[int, str]] = set()
+        self.on_step_done: Callable[[], None] = lambda: None
+        steps.renew = self._renew
+
+    def pass_once(self) -> PassResult:
+        with self.pass_lock:
+            return self._pass()
+
+    def _pass(self) -> PassResult:
+        result = PassResult()
+        now = self.clock()
+        try:
+            items = self.store.due(now=now, horizon=timedelta(0))
+        except DatabaseUnavailable as e:
+            log.error("reconcile: %s", e)
+            items, result.database_ok = [], False
+        for item in items:
+            decision = decide(item.target.state, now=now, window=self.steps.window(item))
+            if decision.step is Step.WAIT:
+                continue
+            label = f"{item.notice.id}/{item.target.ref}:{decision.step.value}"
+            if self._start(item, decision.step):
+                result.started.append(label)
+            else:
+                result.skipped.append(label)
+        try:
+            for done in restore_overdue(self.api, now=now):
+                result.overdue.append(f"{done.service}: {done.outcome}")
+                log.warning("forced restore of %s: %s (%s)", done.service, done.outcome, done.detail)
+        except MaintError as e:
+            log.error("forced-restore sweep failed: %s", e)
+        return result
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """Block until every started step has finished (``maint run --once``, tests)."""
+        while True:
+            with self.lock:
+                pending = list(self.running.values())
+            if not pending:
+                return
+            wait(pending, timeout=timeout)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _start(self, item: WorkItem, step: Step) -> bool:
+        target_id = item.target.id
+        with self.lock:
+            if target_id in self.running:
+                return False
+            try:
+                claimed = self.store.claim(
+                    target_id,
+                    owner=self.owner,
+                    now=self.clock(),
+                    ttl=timedelta(seconds=self.settings.claim_ttl),
+                )
+            except DatabaseUnavailable:
+                return False
+            if not claimed:
+                return False
+            self.running[target_id] = self.pool.submit(self._work, item, step)
+            return True
+
+    def _work(self, item: WorkItem, step: Step) -> None:
+        try:
+            self._run(item, step)
+        except MaintError as e:
+            log.warning("%s %s of notice %s: %s", step.value, item.target.ref, item.notice.id, e)
+            try:
+                self.steps.event(item, step.value, "retry", describe(e))
+            except MaintError:
+                pass  # the database is down too: the log line above is all we can leave
+        except Exception:
+            log.exception("unexpected error in %s of %s", step.value, item.target.ref)
+        finally:
+            try:
+                self.store.release(item.target.id, owner=self.owner)
+            except MaintError:
+                pass  # the claim expires on its own
+            with self.lock:
+                self.running.pop(item.target.id, None)
+            self.on_step_done()
+
+    def _run(self, item: WorkItem, step: Step) -> None:
+        # Re-read under the claim: another replica may have moved the target meanwhile.
+        item = self.store.target(item.target.id)
+        step = decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
+        if step is Step.PREPARE:
+            item = self.steps.prepare(item)
+            if decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step is Step.SWITCH:
+                self.steps.switch(item)  # preparation ran late: switch at once
+        elif step is Step.SWITCH:
+            self.steps.switch(item)
+        elif step is Step.OBSERVE:
+            self.steps.observe(item, reported=self.reported)
+        elif step is Step.RESTORE:
+            self.steps.restore(item)
+        elif step is Step.FORCE_RESTORE:
+            self.steps.restore(item, forced=True)
+        elif step is Step.ROLLBACK:
+            self.steps.rollback(item, reason="the window ended before the page was switched in")
+        elif step is Step.CANCEL:
+            from maint.notices import TargetState
+
+            self.steps.rollback(item, reason="cancelled by an operator", to=TargetState.CANCELLED)
+
+    def _renew(self, target_id: int) -> None:
+        self.store.claim(
+            target_id,
+            owner=self.owner,
+            now=self.clock(),
+            ttl=timedelta(seconds=self.settings.claim_ttl),
+        )

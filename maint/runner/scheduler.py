@@ -1,0 +1,72 @@
+"""``maint run``: when to call a reconcile pass. The only user of APScheduler.
+
+An interval job runs a pass every ``poll_interval`` (the safety net), and one date job is kept
+armed at the earliest future due time so a switch lands on ``start`` rather than up to a poll
+late. Both use ``misfire_grace_time=None``: a late wake-up still runs (an end is never skipped).
+The job store stays in memory; the notices tables are the source of truth (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from maint.errors import DatabaseUnavailable
+from maint.runner.reconcile import Runner
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, runner: Runner, *, poll_interval: float) -> None:
+        self.runner = runner
+        self.poll_interval = poll_interval
+        self.stopped = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        runner.on_step_done = self.arm
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        self.scheduler.add_job(
+            self._pass, "interval", seconds=self.poll_interval, id="reconcile",
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.start()
+        log.info("maint run: reconcile every %.1fs", self.poll_interval)
+        self.stopped.wait()
+        self.scheduler.shutdown(wait=False)
+        self.runner.shutdown()
+
+    def _pass(self) -> None:
+        result = self.runner.pass_once()
+        for label in result.started:
+            log.info("started %s", label)
+        self.arm()
+
+    def arm(self) -> None:
+        """(Re)arm the one date job at the earliest future due time."""
+        try:
+            due = self.runner.store.next_due(after=datetime.now(UTC))
+        except DatabaseUnavailable:
+            return
+        if due is None or not self.scheduler.running:
+            return
+        self.scheduler.add_job(
+            self._pass, "date", run_date=due, id="wakeup", replace_existing=True
+        )
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("maint run: signal %d, stopping", signum)
+        self.stopped.set()

@@ -1,0 +1,174 @@
+"""Move a Service's selector to the page and back, never overwriting someone else's change.
+
+Both directions are one JSON Patch whose first op is a ``test`` of the selector we expect, so
+the API server applies it atomically or not at all. Switching also writes the original selector
+into a Service annotation in that same patch: the forced restore (``maint restore --overdue``)
+needs nothing but the Service itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from maint import cluster
+from maint.cluster import Cluster, ServiceInfo
+from maint.errors import Conflict, InvalidInput
+from maint.naming import (
+    PAGE_LABEL,
+    NOTICE_ANNOTATION,
+    ORIGINAL_SELECTOR_ANNOTATION,
+    PAGE_SELECTOR_ANNOTATION,
+    RESTORE_BY_ANNOTATION,
+    SERVICE_ANNOTATIONS,
+)
+from maint.notices import ServiceRef
+
+
+@dataclass(frozen=True)
+class Switched:
+    original: dict[str, str]
+    already: bool  # the selector was already the page's (a retried step)
+
+
+class RestoreOutcome(StrEnum):
+    RESTORED = "restored"
+    ALREADY = "already restored"
+    FOREIGN = "changed by someone else"
+
+
+@dataclass(frozen=True)
+class Restored:
+    outcome: RestoreOutcome
+    live: dict[str, str]
+
+
+def switch(
+    api: Cluster,
+    *,
+    ref: ServiceRef,
+    page: dict[str, str],
+    notice_id: int,
+    restore_by: datetime,
+    previous_page: dict[str, str] | None = None,
+) -> Switched:
+    """Point the Service at the page Pod; returns the app's original selector.
+
+    ``previous_page``: the selector of an older page revision (extend) that may be live now;
+    then only the page changes and the saved original stays as it is.
+    """
+    for _attempt in range(3):
+        service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
+        if service.selector == page:
+            return Switched(original=_saved_original(service), already=True)
+        if previous_page is not None and service.selector == previous_page:
+            original = _saved_original(service)
+            ops = _annotations(service, page=page, original=original, notice_id=notice_id,
+                               restore_by=restore_by)
+        else:
+            if not service.selector:
+                raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
+            if PAGE_LABEL in service.selector:
+                raise Conflict(f"Service {ref} already selects another maintenance page")
+            original = service.selector
+            ops = _annotations(service, page=page, original=original, notice_id=notice_id,
+                               restore_by=restore_by)
+        try:
+            cluster.json_patch_service(
+                api,
+                namespace=ref.namespace,
+                name=ref.name,
+                ops=[{"op": "test", "path": "/spec/selector", "value": service.selector}, *ops,
+                     {"op": "replace", "path": "/spec/selector", "value": page}],
+            )
+        except Conflict:
+            continue  # changed between read and patch (or our own retried write): look again
+        return Switched(original=original, already=False)
+    raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def restore(
+    api: Cluster, *, ref: ServiceRef, page: dict[str, str], original: dict[str, str]
+) -> Restored:
+    """Put ``original`` back if the page selector is still live; never overwrite another one."""
+    for _attempt in range(3):
+        service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
+        if service.selector == original:
+            _drop_annotations(api, service)
+            return Restored(outcome=RestoreOutcome.ALREADY, live=service.selector)
+        if service.selector != page:
+            return Restored(outcome=RestoreOutcome.FOREIGN, live=service.selector)
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/spec/selector", "value": page},
+            {"op": "replace", "path": "/spec/selector", "value": original},
+            *_annotation_removals(service),
+        ]
+        try:
+            cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=ops)
+        except Conflict:
+            continue
+        return Restored(outcome=RestoreOutcome.RESTORED, live=original)
+    raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def saved_state(service: ServiceInfo) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(original, page) selectors recorded on a switched Service, or None."""
+    try:
+        original = json.loads(service.annotations[ORIGINAL_SELECTOR_ANNOTATION])
+        page = json.loads(service.annotations[PAGE_SELECTOR_ANNOTATION])
+    except (KeyError, ValueError):
+        return None
+    if not isinstance(original, dict) or not isinstance(page, dict):
+        return None
+    return {str(k): str(v) for k, v in original.items()}, {str(k): str(v) for k, v in page.items()}
+
+
+def _saved_original(service: ServiceInfo) -> dict[str, str]:
+    saved = saved_state(service)
+    if saved is None:
+        raise Conflict(
+            f"Service {service.namespace}/{service.name} selects a maintenance page but carries "
+            f"no {ORIGINAL_SELECTOR_ANNOTATION} annotation; restore its selector by hand"
+        )
+    return saved[0]
+
+
+def _annotations(
+    service: ServiceInfo,
+    *,
+    page: dict[str, str],
+    original: dict[str, str],
+    notice_id: int,
+    restore_by: datetime,
+) -> list[dict[str, Any]]:
+    values = {
+        ORIGINAL_SELECTOR_ANNOTATION: json.dumps(original, sort_keys=True),
+        PAGE_SELECTOR_ANNOTATION: json.dumps(page, sort_keys=True),
+        NOTICE_ANNOTATION: str(notice_id),
+        RESTORE_BY_ANNOTATION: restore_by.isoformat(),
+    }
+    if not service.annotations:
+        return [{"op": "add", "path": "/metadata/annotations", "value": values}]
+    return [
+        {"op": "add", "path": cluster.pointer("metadata", "annotations", key), "value": value}
+        for key, value in values.items()
+    ]
+
+
+def _annotation_removals(service: ServiceInfo) -> list[dict[str, Any]]:
+    return [
+        {"op": "remove", "path": cluster.pointer("metadata", "annotations", key)}
+        for key in SERVICE_ANNOTATIONS
+        if key in service.annotations
+    ]
+
+
+def _drop_annotations(api: Cluster, service: ServiceInfo) -> None:
+    removals = _annotation_removals(service)
+    if removals:
+        cluster.json_patch_service(
+            api, namespace=service.namespace, name=service.name, ops=removals
+        )

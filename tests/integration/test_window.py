@@ -1,0 +1,251 @@
+"""A whole maintenance window on the real control plane, with a real registry holding the image.
+
+Real: kube-apiserver (validation, Pod Security admission), the job and EndpointSlice controllers,
+the database (SQLite and PostgreSQL), the OCI registry (Debian's docker-registry) and the ECR API
+(moto server). Simulated: the kubelet (no container runtime here) and Kaniko's push — the test
+pushes a real image itself and the fake kubelet reports its digest as Kaniko would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes.client import CoreV1Api
+
+from maint.app import App
+from maint.notices import TargetState
+from tests.support.kubelet import JobResult
+from tests.support.window import (
+    APP_LABELS,
+    Clock,
+    Window,
+    make_app,
+    make_build_namespace,
+    leftovers_after,
+    settings_for,
+)
+
+pytestmark = [pytest.mark.k8s, pytest.mark.registry]
+
+
+def ready_endpoints(k8s, namespace: str, service: str = "web", timeout: float = 20) -> set[str]:
+    """The Service's ready endpoint Pods, once they stop changing for a moment."""
+    from kubernetes.client import DiscoveryV1Api
+
+    api = DiscoveryV1Api(k8s)
+    seen: set[str] | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        slices = api.list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={service}"
+        ).items
+        now = {
+            e.target_ref.name
+            for s in slices
+            for e in (s.endpoints or [])
+            if e.target_ref and (e.conditions is None or e.conditions.ready)
+        }
+        if now == seen:
+            return now
+        seen = now
+        time.sleep(0.5)
+    return seen or set()
+
+
+def wait_endpoints(k8s, namespace: str, want: set[str], timeout: float = 20) -> set[str]:
+    deadline = time.monotonic() + timeout
+    got: set[str] = set()
+    while time.monotonic() < deadline:
+        got = ready_endpoints(k8s, namespace, timeout=2)
+        if got == want:
+            return got
+        time.sleep(0.3)
+    return got
+
+
+@pytest.fixture
+def window(control_plane, k8s, namespace, database_url, oci_registry) -> Iterator[Window]:
+    build_ns = make_build_namespace(k8s)
+    make_app(k8s, namespace)
+    settings = settings_for(
+        kubeconfig=str(control_plane.kubeconfig),
+        database_url=database_url,
+        build_namespace=build_ns,
+        image_repository=f"{oci_registry.host}/maint-page",
+        registry_insecure=True,
+    )
+    clock = Clock()
+    lines: list[str] = []
+    app = App(settings=settings, clock=clock, say=lines.append)
+    app.store.upgrade()
+    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns, lines=lines)
+    try:
+        yield w
+    finally:
+        w.close()
+        CoreV1Api(k8s).delete_namespace(build_ns)
+
+
+def test_whole_window_switches_endpoints_to_the_page_and_back_and_leaves_nothing(
+    window, k8s, kubelet, oci_registry
+):
+    digest = oci_registry.push_image("maint-page")
+    kubelet.default_job_result = JobResult(succeeded=True, message=digest)
+    app_pods = {"web-0", "web-1"}
+    assert wait_endpoints(k8s, window.namespace, app_pods) == app_pods
+
+    notice = window.add(start_in=600, length=600)
+    window.step()  # prepare: lead is 10 min, so at once
+    prepared = window.notice(notice.id).targets[0]
+    assert prepared.state is TargetState.READY
+    assert prepared.image == f"{oci_registry.host}/maint-page@{digest}"
+    assert ready_endpoints(k8s, window.namespace) == app_pods  # nothing switched yet
+
+    window.clock.at(notice.start)
+    window.step()
+    active = window.notice(notice.id).targets[0]
+    assert active.state is TargetState.ACTIVE
+    assert active.original_selector == APP_LABELS
+    assert ready_endpoints(k8s, window.namespace) == {active.pod}
+
+    window.clock.at(notice.end)
+    window.step()
+    done = window.notice(notice.id).targets[0]
+    assert done.state is TargetState.COMPLETED
+    service = CoreV1Api(k8s).read_namespaced_service("web", window.namespace)
+    assert service.spec.selector == APP_LABELS
+    assert not any(k.startswith("maint.io/") for k in (service.metadata.annotations or {}))
+    assert wait_endpoints(k8s, window.namespace, app_pods) == app_pods
+    assert leftovers_after(k8s, notice.id) == []
+    assert not oci_registry.has_manifest("maint-page", digest)
+
+
+def test_event_log_of_a_normal_window_lists_every_step_in_order(window, kubelet, oci_registry):
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    notice = window.add()
+    window.step()
+    window.clock.at(notice.start)
+    window.step()
+    window.clock.at(notice.end)
+    window.step()
+    steps = [(e.step, e.outcome) for e in window.app.store.events(notice.id)]
+    expected = [
+        ("register", "ok"),
+        ("prepare", "started"),
+        ("build", "started"),
+        ("build", "ok"),
+        ("pod", "created"),
+        ("pod-ready", "ok"),
+        ("prepare", "ok"),
+        ("switch", "ok"),
+        ("endpoints", "ok"),
+        ("restore", "ok"),
+        ("endpoints", "ok"),
+    ]
+    assert steps[: len(expected)] == expected
+    cleanup = [s for s in steps[len(expected) :] if s[0] == "cleanup"]
+    assert len(cleanup) == 4  # Pod, Job, ConfigMap, image
+    assert steps[-1] == ("complete", "ok")
+
+
+def test_failing_kaniko_job_rolls_back_and_leaves_the_service_untouched(window, k8s, kubelet):
+    kubelet.default_job_result = JobResult(
+        succeeded=False, message="error building image: COPY failed: no such file"
+    )
+    notice = window.add()
+    window.step()
+    target = window.notice(notice.id).targets[0]
+    assert target.state is TargetState.ROLLED_BACK
+    service = CoreV1Api(k8s).read_namespaced_service("web", window.namespace)
+    assert service.spec.selector == APP_LABELS
+    assert wait_endpoints(k8s, window.namespace, {"web-0", "web-1"}) == {"web-0", "web-1"}
+    assert leftovers_after(k8s, notice.id) == []
+    details = " ".join(e.detail for e in window.app.store.events(notice.id))
+    assert "COPY failed" in details
+
+
+def test_page_pod_that_never_becomes_ready_rolls_back_before_any_switch(
+    window, k8s, kubelet, oci_registry
+):
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    notice = window.add()
+    kubelet.never_ready.add(window.page_name(notice.id))
+    window.app.settings = window.app.settings.model_copy(update={"pod_ready_timeout": 3})
+    window._runner = None
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
+    assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == APP_LABELS
+    assert leftovers_after(k8s, notice.id) == []
+    outcomes = [(e.step, e.outcome) for e in window.app.store.events(notice.id)]
+    assert ("switch", "ok") not in outcomes
+    assert ("rollback", "ok") in outcomes
+
+
+def test_selector_changed_by_someone_else_is_not_overwritten_at_restore(
+    window, k8s, kubelet, oci_registry
+):
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    notice = window.add()
+    window.step()
+    window.clock.at(notice.start)
+    window.step()
+    theirs = {"app": "web", "track": "canary"}
+    CoreV1Api(k8s).patch_namespaced_service(
+        "web", window.namespace, [{"op": "replace", "path": "/spec/selector", "value": theirs}],
+    )
+    window.clock.at(notice.end)
+    window.step()
+    target = window.notice(notice.id).targets[0]
+    assert target.state is TargetState.FAILED
+    assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == theirs
+    conflict = [e for e in window.app.store.events(notice.id) if e.outcome == "conflict"]
+    assert conflict and "not overwritten" in conflict[0].detail
+    # the page keeps serving whoever still points at it
+    assert CoreV1Api(k8s).read_namespaced_pod(target.pod, window.namespace).metadata.name
+
+
+@pytest.mark.aws
+def test_whole_window_on_ecr_deletes_the_image_through_the_ecr_api(
+    control_plane, k8s, namespace, moto_ecr, kubelet, tmp_path
+):
+    build_ns = make_build_namespace(k8s)
+    make_app(k8s, namespace)
+    repo = moto_ecr.create_repository(f"maint-page-{namespace}")
+    digest = "sha256:" + "ab" * 32
+    moto_ecr.put_image(repo.repository, digest)
+    kubelet.default_job_result = JobResult(succeeded=True, message=digest)
+    settings = settings_for(
+        kubeconfig=str(control_plane.kubeconfig),
+        database_url=f"sqlite:///{tmp_path}/maint.db",
+        build_namespace=build_ns,
+        registry_kind="ecr",
+        image_repository=str(repo),
+        aws_region=moto_ecr.region,
+        ecr_endpoint_url=moto_ecr.endpoint_url,
+    )
+    clock = Clock()
+    app = App(settings=settings, clock=clock, say=lambda _line: None)
+    app.store.upgrade()
+    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns)
+    try:
+        notice = w.add()
+        w.step()
+        clock.at(notice.start)
+        w.step()
+        assert w.notice(notice.id).targets[0].state is TargetState.ACTIVE
+        clock.at(notice.end)
+        w.step()
+        assert w.notice(notice.id).targets[0].state is TargetState.COMPLETED
+        assert not moto_ecr.has_image(repo.repository, digest)
+        assert leftovers_after(k8s, notice.id) == []
+    finally:
+        w.close()
+        CoreV1Api(k8s).delete_namespace(build_ns)

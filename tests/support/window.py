@@ -1,0 +1,220 @@
+"""A maintenance window on the real control plane, driven pass by pass with a settable clock.
+
+The clock is the only thing not real: it lets a test stand at start or end without sleeping.
+Kaniko cannot run here (no container runtime), so the fake kubelet plays the Job's Pod and
+reports the digest of an image the test really pushed to the registry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes.client import ApiClient, CoreV1Api
+
+from maint import naming
+from maint.app import App
+from maint.notices import Notice, WorkItem
+from maint.runner import PassResult, Runner
+from maint.settings import Settings
+
+APP_LABELS = {"app": "web"}
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def at(self, moment: datetime) -> None:
+        self.now = moment
+
+
+def make_build_namespace(k8s: ApiClient) -> str:
+    """A build namespace at Pod Security ``baseline`` with the Kaniko ServiceAccount."""
+    core = CoreV1Api(k8s)
+    name = f"t-build-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": name,
+                "labels": {"pod-security.kubernetes.io/enforce": "baseline", "maint-test": "true"},
+            }
+        }
+    )
+    core.create_namespaced_service_account(name, {"metadata": {"name": "maint-kaniko"}})
+    return name
+
+
+def make_app(
+    k8s: ApiClient, namespace: str, *, replicas: int = 2, service: str = "web"
+) -> list[str]:
+    """A restricted namespace with a Service (named targetPort) and ``replicas`` app Pods."""
+    core = CoreV1Api(k8s)
+    core.patch_namespace(
+        namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+    )
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": service},
+            "spec": {
+                "selector": APP_LABELS,
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http"},
+                    {"name": "admin", "port": 9000, "targetPort": 9000},
+                ],
+            },
+        },
+    )
+    pods = []
+    for i in range(replicas):
+        name = f"{service}-{i}"
+        core.create_namespaced_pod(namespace, _app_pod(name))
+        pods.append(name)
+    return pods
+
+
+def _app_pod(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": APP_LABELS},
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example/app:1",
+                    "ports": [
+                        {"name": "http", "containerPort": 8080},
+                        {"containerPort": 9000},
+                    ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+@dataclass
+class Window:
+    """One App wired to the test's control plane, database and registry."""
+
+    app: App
+    clock: Clock
+    namespace: str
+    build_namespace: str
+    lines: list[str] = field(default_factory=list)
+    _runner: Runner | None = None
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = self.app.runner()
+        return self._runner
+
+    def add(
+        self,
+        *,
+        service: str = "web",
+        start_in: float = 600,
+        length: float = 600,
+        reason: str = "DB upgrade",
+    ) -> Notice:
+        start = self.clock() + timedelta(seconds=start_in)
+        return self.app.add_notice(
+            title="Planned maintenance",
+            reason=reason,
+            start=start.isoformat(),
+            end=(start + timedelta(seconds=length)).isoformat(),
+            targets=[f"{self.namespace}/{service}"],
+            lang="en",
+            maintenance=True,
+        )
+
+    def step(self) -> PassResult:
+        """One reconcile pass, waiting for every step it started."""
+        result = self.runner.pass_once()
+        self.runner.wait_idle()
+        return result
+
+    def notice(self, notice_id: int) -> Notice:
+        return self.app.store.get(notice_id)
+
+    def item(self, notice_id: int) -> WorkItem:
+        notice = self.notice(notice_id)
+        return WorkItem(notice=notice, target=notice.targets[0])
+
+    def page_name(self, notice_id: int) -> str:
+        """The name the page's Job and Pod will get (for kubelet instructions)."""
+        return self.app.steps().plan_page(self.item(notice_id)).name
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.shutdown()
+        self.app.close()
+
+
+def settings_for(
+    *, kubeconfig: str, database_url: str, build_namespace: str, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "kubeconfig": kubeconfig,
+        "database_url": database_url,
+        "build_namespace": build_namespace,
+        "pod_ready_timeout": 20,
+        "endpoints_timeout": 20,
+        "build_timeout": 30,
+        "restore_grace": 120,
+        "prepare_lead": 600,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def managed_leftovers(k8s: ApiClient, notice_id: int) -> list[str]:
+    """Every Pod, Job or ConfigMap labelled as maint's for this notice, anywhere."""
+    from kubernetes.client import BatchV1Api
+
+    selector = f"{naming.MANAGED_BY}={naming.MANAGER},{naming.NOTICE_LABEL}={notice_id}"
+    core, batch = CoreV1Api(k8s), BatchV1Api(k8s)
+    found = [
+        f"Pod {p.metadata.namespace}/{p.metadata.name}"
+        for p in core.list_pod_for_all_namespaces(label_selector=selector).items
+    ]
+    found += [
+        f"Job {j.metadata.namespace}/{j.metadata.name}"
+        for j in batch.list_job_for_all_namespaces(label_selector=selector).items
+    ]
+    found += [
+        f"ConfigMap {c.metadata.namespace}/{c.metadata.name}"
+        for c in core.list_config_map_for_all_namespaces(label_selector=selector).items
+    ]
+    return found
+
+
+def leftovers_after(k8s: ApiClient, notice_id: int, timeout: float = 15) -> list[str]:
+    """``managed_leftovers`` once deletions settle: Pods terminate (and a Job's Pods are
+    garbage-collected) asynchronously after a successful DELETE, on a real cluster too."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    found = managed_leftovers(k8s, notice_id)
+    while found and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = managed_leftovers(k8s, notice_id)
+    return found

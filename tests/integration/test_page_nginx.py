@@ -1,0 +1,84 @@
+"""A real nginx serving the rendered page answers as DESIGN.md promises, like the preview.
+
+nginx runs as a plain process with the config from ``render_nginx_conf`` (see
+``tests/support/fixtures_nginx.py``); the request table is shared with the preview tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.fixtures_nginx import NginxPage, nginx_serving
+from tests.support.page_cases import (
+    CASES,
+    SAMPLE_JSON,
+    SAMPLE_RETRY_AFTER,
+    PageCase,
+    check,
+    fetch,
+    running_preview,
+    sample_context,
+)
+
+pytestmark = pytest.mark.nginx
+
+CONTEXT = sample_context()
+GET_PAGE = PageCase("get", "GET", "/", "html")
+GET_JSON = PageCase("json", "GET", "/", "json", {"Accept": "application/json"})
+GET_HEALTH = PageCase("health", "GET", "/healthz", "health")
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[NginxPage]:
+    """One nginx for the table (starting one per row would only add time)."""
+    with nginx_serving(CONTEXT) as page:
+        yield page
+
+
+@pytest.fixture(scope="module")
+def preview_url() -> Iterator[str]:
+    with running_preview(CONTEXT) as url:
+        yield url
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_nginx_answers_as_designed(served: NginxPage, case: PageCase) -> None:
+    check(case, fetch(served.url, case), CONTEXT)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_preview_server_matches_nginx(served: NginxPage, preview_url: str, case: PageCase) -> None:
+    assert fetch(preview_url, case).compared() == fetch(served.url, case).compared()
+
+
+def test_nginx_page_shows_the_reason_escaped(served: NginxPage) -> None:
+    reply = fetch(served.url, GET_PAGE)
+    assert reply.status == 503
+    assert reply.header("Retry-After") == SAMPLE_RETRY_AFTER
+    assert b"<script>" not in reply.body
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in reply.body
+
+
+def test_nginx_json_twin_has_the_documented_fields(served: NginxPage) -> None:
+    reply = fetch(served.url, GET_JSON)
+    assert reply.status == 503
+    assert reply.header("Content-Type") == "application/json"
+    assert json.loads(reply.body) == SAMPLE_JSON
+    assert b"<" not in reply.body
+
+
+def test_nginx_hides_its_version(served: NginxPage) -> None:
+    assert fetch(served.url, GET_PAGE).header("Server") == "nginx"
+
+
+def test_nginx_answers_page_and_healthz_on_every_port(
+    nginx: Callable[..., NginxPage],
+) -> None:
+    page = nginx(CONTEXT, port_count=2)
+    assert len(set(page.urls)) == 2
+    for url in page.urls:
+        check(GET_PAGE, fetch(url, GET_PAGE), CONTEXT)
+        check(GET_HEALTH, fetch(url, GET_HEALTH), CONTEXT)

@@ -73,7 +73,10 @@ class App:
 
     def runner(self) -> Runner:
         return Runner(
-            api=self.api, store=self.store, steps=self.steps(), settings=self.settings,
+            api=self.api,
+            store=self.store,
+            steps=self.steps(),
+            settings=self.settings,
             clock=self.clock,
         )
 
@@ -97,8 +100,14 @@ class App:
     ) -> Notice:
         now = self.clock()
         new = new_notice(
-            title=title, reason=reason, start=start, end=end, targets=targets, lang=lang,
-            maintenance=maintenance, now=now,
+            title=title,
+            reason=reason,
+            start=start,
+            end=end,
+            targets=targets,
+            lang=lang,
+            maintenance=maintenance,
+            now=now,
             start_tolerance=timedelta(seconds=self.settings.start_tolerance),
         )
         if maintenance:
@@ -114,8 +123,9 @@ class App:
                 if naming.PAGE_LABEL in service.selector:
                     raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
                 switch.plan_ports(service)
-        window = Window(start=new.start, end=new.end, lead=self.settings.lead(),
-                        grace=self.settings.grace())
+        window = Window(
+            start=new.start, end=new.end, lead=self.settings.lead(), grace=self.settings.grace()
+        )
         return self.store.add(new, now=now, due_at=due_at(TargetState.SCHEDULED, window=window))
 
     def end_notice(self, notice_id: int, *, cancel: bool) -> Notice:
@@ -140,11 +150,17 @@ class App:
             raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
         return self.store.set_window(notice_id, now=now, end=new_end)
 
-    def render_preview(self, notice: Notice, *, ports: Sequence[int] = (8080,)) -> page.BuildContext:
+    def render_preview(
+        self, notice: Notice, *, ports: Sequence[int] = (8080,)
+    ) -> page.BuildContext:
         return page.render(
             page.PageNotice(
-                notice_id=notice.id, title=notice.title, reason=notice.reason, lang=notice.lang,
-                start=notice.start, end=notice.end,
+                notice_id=notice.id,
+                title=notice.title,
+                reason=notice.reason,
+                lang=notice.lang,
+                start=notice.start,
+                end=notice.end,
             ),
             ports=ports,
             zone=self.settings.zone(),
@@ -169,7 +185,9 @@ class App:
             tarball=page.context_tarball(context),
         )
         manifest.pop("immutable")
-        cluster.delete(self.api, kind="ConfigMap", namespace=self.settings.build_namespace, name=name)
+        cluster.delete(
+            self.api, kind="ConfigMap", namespace=self.settings.build_namespace, name=name
+        )
         cluster.create(self.api, manifest)
         return f"{self.settings.build_namespace}/{name}"
 
@@ -177,7 +195,9 @@ class App:
         return restore_overdue(self.api, now=self.clock())
 
 
-def notice_json(notice: Notice, *, now: datetime, events: list[Any] | None = None) -> dict[str, Any]:
+def notice_json(
+    notice: Notice, *, now: datetime, events: list[Any] | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": notice.id,
         "title": notice.title,
@@ -205,8 +225,13 @@ def notice_json(notice: Notice, *, now: datetime, events: list[Any] | None = Non
     }
     if events is not None:
         data["events"] = [
-            {"at": e.at.isoformat(), "target": e.target, "step": e.step, "outcome": e.outcome,
-             "detail": e.detail}
+            {
+                "at": e.at.isoformat(),
+                "target": e.target,
+                "step": e.step,
+                "outcome": e.outcome,
+                "detail": e.detail,
+            }
             for e in events
         ]
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -84,8 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as e:
         first = e.errors()[0]
-        print(f"maint: bad setting MAINT_{str(first['loc'][0]).upper()}: {first['msg']}",
-              file=sys.stderr)
+        print(
+            f"maint: bad setting MAINT_{str(first['loc'][0]).upper()}: {first['msg']}",
+            file=sys.stderr,
+        )
         return 2
     app = App(settings=settings)
     try:
@@ -117,15 +120,13 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
             print(f"stored in ConfigMap {app.preview_configmap(notice, context)}")
         if args.serve is not None:
             print(f"serving the page on http://127.0.0.1:{args.serve}/ (Ctrl-C stops)")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 page.serve(context, port=args.serve)
-            except KeyboardInterrupt:
-                pass
         return 0
     if command == "run":
         return _run(app, once=args.once)
     if command == "status":
-        live = [n for n in app.store.list() if n.state(app.clock()) not in _DONE]
+        live = [n for n in app.store.recent() if n.state(app.clock()) not in _DONE]
         _print_notices(app, live, args.output)
         return 0
     if command == "restore":
@@ -146,17 +147,24 @@ def _notice(app: App, args: argparse.Namespace) -> int:
     now = app.clock()
     if verb == "add":
         notice = app.add_notice(
-            title=args.title, reason=args.reason, start=args.start, end=args.end,
-            targets=args.target, lang=args.lang, maintenance=not args.no_maintenance,
+            title=args.title,
+            reason=args.reason,
+            start=args.start,
+            end=args.end,
+            targets=args.target,
+            lang=args.lang,
+            maintenance=not args.no_maintenance,
         )
         if args.output == "json":
             print(dumps(notice_json(notice, now=now)))
         else:
-            print(f"notice {notice.id} registered: {notice.start.isoformat()} .. "
-                  f"{notice.end.isoformat()} ({notice.state(now)})")
+            print(
+                f"notice {notice.id} registered: {notice.start.isoformat()} .. "
+                f"{notice.end.isoformat()} ({notice.state(now)})"
+            )
         return 0
     if verb == "list":
-        _print_notices(app, app.store.list(), args.output)
+        _print_notices(app, app.store.recent(), args.output)
         return 0
     if verb == "show":
         notice = app.store.get(args.id)
@@ -165,14 +173,18 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             print(dumps(notice_json(notice, now=now, events=events)))
             return 0
         print(f"notice {notice.id}: {notice.title} [{notice.state(now)}]")
-        print(f"  window  {notice.start.isoformat()} .. {notice.end.isoformat()}  lang={notice.lang}")
+        print(
+            f"  window  {notice.start.isoformat()} .. {notice.end.isoformat()}  lang={notice.lang}"
+        )
         print(f"  reason  {notice.reason}")
         for t in notice.targets:
             print(f"  target  {t.ref}  {t.state.value}  pod={t.pod or '-'}  image={t.image or '-'}")
         print("  events")
         for e in events:
-            print(f"    {e.at.isoformat(timespec='seconds')}  {e.target or '-':<24} "
-                  f"{e.step:<13} {e.outcome:<9} {e.detail}")
+            print(
+                f"    {e.at.isoformat(timespec='seconds')}  {e.target or '-':<24} "
+                f"{e.step:<13} {e.outcome:<9} {e.detail}"
+            )
         return 0
     if verb in ("cancel", "end"):
         notice = app.end_notice(args.id, cancel=verb == "cancel")
@@ -211,8 +223,10 @@ def _print_notices(app: App, notices: list[Notice], output: str) -> None:
     print(f"{'ID':>5}  {'STATE':<12} {'START':<25} {'END':<25} {'TARGETS':<30} TITLE")
     for n in notices:
         targets = ",".join(str(t.ref) for t in n.targets) or "-"
-        print(f"{n.id:>5}  {n.state(now):<12} {n.start.isoformat(timespec='seconds'):<25} "
-              f"{n.end.isoformat(timespec='seconds'):<25} {targets:<30} {n.title}")
+        print(
+            f"{n.id:>5}  {n.state(now):<12} {n.start.isoformat(timespec='seconds'):<25} "
+            f"{n.end.isoformat(timespec='seconds'):<25} {targets:<30} {n.title}"
+        )
 
 
 def _safe_url(url: str) -> str:

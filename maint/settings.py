@@ -117,5 +117,7 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as e:
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Asia/Seoul") from e
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name like Asia/Seoul"
+            ) from e
         return value

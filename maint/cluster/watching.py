@@ -94,9 +94,9 @@ def wait_endpoints(
         slices.clear()
         listed = _guard(
             what,
-            lambda: cluster.discovery.list_namespaced_endpoint_slice(
-                namespace, label_selector=f"kubernetes.io/service-name={service}"
-            ),
+            cluster.discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=f"kubernetes.io/service-name={service}",
         )
         for item in listed.items:
             slices[item.metadata.name] = convert.ready_pods(item)
@@ -106,12 +106,11 @@ def wait_endpoints(
         try:
             for event in _guard(
                 what,
-                lambda: stream.stream(
-                    cluster.discovery.list_namespaced_endpoint_slice,
-                    namespace,
-                    label_selector=f"kubernetes.io/service-name={service}",
-                    timeout_seconds=_chunk(deadline),
-                ),
+                stream.stream,
+                cluster.discovery.list_namespaced_endpoint_slice,
+                namespace,
+                label_selector=f"kubernetes.io/service-name={service}",
+                timeout_seconds=_chunk(deadline),
             ):
                 obj = event["object"]
                 if event["type"] == "DELETED":
@@ -124,7 +123,7 @@ def wait_endpoints(
         except ApiException as e:
             if e.status != 410:
                 raise translate(what, e) from e
-        except TransportError:
+        except (TransportError, OSError):
             pass  # the stream broke: list again and watch again
         finally:
             stream.stop()
@@ -153,12 +152,11 @@ def _wait_object(
             # A watch without resourceVersion starts with the current object as ADDED.
             for event in _guard(
                 what,
-                lambda: stream.stream(
-                    list_fn,
-                    namespace,
-                    field_selector=selector,
-                    timeout_seconds=_chunk(deadline),
-                ),
+                stream.stream,
+                list_fn,
+                namespace,
+                field_selector=selector,
+                timeout_seconds=_chunk(deadline),
             ):
                 if event["type"] == "DELETED":
                     raise NotFound(f"{namespace}/{name} was deleted while waiting for {what}")
@@ -171,7 +169,7 @@ def _wait_object(
         except ApiException as e:
             if e.status != 410:
                 raise translate(what, e) from e
-        except TransportError:
+        except (TransportError, OSError):
             pass
         finally:
             stream.stop()
@@ -179,9 +177,9 @@ def _wait_object(
         _check_deadline(what, deadline, detail=f"last seen: {last}" if last else "never seen")
 
 
-def _guard(what: str, fn: Callable[[], T]) -> T:
+def _guard(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
-        return fn()
+        return fn(*args, **kwargs)
     except ApiException as e:
         if e.status == 410:
             raise

@@ -129,10 +129,12 @@ class NoticeStore:
                 raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
             return _notice(row)
 
-    def list(self, *, limit: int = 200) -> list[Notice]:
+    def recent(self, *, limit: int = 200) -> list[Notice]:
         """The newest notices first."""
         with self._session() as session:
-            rows = session.scalars(select(NoticeRow).order_by(NoticeRow.start_at.desc()).limit(limit))
+            rows = session.scalars(
+                select(NoticeRow).order_by(NoticeRow.start_at.desc()).limit(limit)
+            )
             return [_notice(row) for row in rows]
 
     def set_window(
@@ -233,7 +235,9 @@ class NoticeStore:
 
     def reschedule(self, target_id: int, *, due_at: datetime | None) -> None:
         with self._session() as session, session.begin():
-            session.execute(update(TargetRow).where(TargetRow.id == target_id).values(due_at=due_at))
+            session.execute(
+                update(TargetRow).where(TargetRow.id == target_id).values(due_at=due_at)
+            )
 
     # --- claims: at most one replica works on a target at a time ---------------------------
     def claim(self, target_id: int, *, owner: str, now: datetime, ttl: timedelta) -> bool:

@@ -8,6 +8,7 @@ in the database). The DB-less forced restore runs on every pass as well.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -92,7 +93,9 @@ class Runner:
         try:
             for done in restore_overdue(self.api, now=now):
                 result.overdue.append(f"{done.service}: {done.outcome}")
-                log.warning("forced restore of %s: %s (%s)", done.service, done.outcome, done.detail)
+                log.warning(
+                    "forced restore of %s: %s (%s)", done.service, done.outcome, done.detail
+                )
         except MaintError as e:
             log.error("forced-restore sweep failed: %s", e)
         return result
@@ -133,17 +136,14 @@ class Runner:
             self._run(item, step)
         except MaintError as e:
             log.warning("%s %s of notice %s: %s", step.value, item.target.ref, item.notice.id, e)
-            try:
+            # If the database is down too, the log line above is all we can leave.
+            with contextlib.suppress(MaintError):
                 self.steps.event(item, step.value, "retry", describe(e))
-            except MaintError:
-                pass  # the database is down too: the log line above is all we can leave
         except Exception:
             log.exception("unexpected error in %s of %s", step.value, item.target.ref)
         finally:
-            try:
+            with contextlib.suppress(MaintError):  # else the claim expires on its own
                 self.store.release(item.target.id, owner=self.owner)
-            except MaintError:
-                pass  # the claim expires on its own
             with self.lock:
                 self.running.pop(item.target.id, None)
             self.on_step_done()
@@ -154,7 +154,10 @@ class Runner:
         step = decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
         if step is Step.PREPARE:
             item = self.steps.prepare(item)
-            if decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step is Step.SWITCH:
+            if (
+                decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
+                is Step.SWITCH
+            ):
                 self.steps.switch(item)  # preparation ran late: switch at once
         elif step is Step.SWITCH:
             self.steps.switch(item)

@@ -40,7 +40,10 @@ class Scheduler:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         self.scheduler.add_job(
-            self._pass, "interval", seconds=self.poll_interval, id="reconcile",
+            self._pass,
+            "interval",
+            seconds=self.poll_interval,
+            id="reconcile",
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
@@ -63,9 +66,7 @@ class Scheduler:
             return
         if due is None or not self.scheduler.running:
             return
-        self.scheduler.add_job(
-            self._pass, "date", run_date=due, id="wakeup", replace_existing=True
-        )
+        self.scheduler.add_job(self._pass, "date", run_date=due, id="wakeup", replace_existing=True)
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("maint run: signal %d, stopping", signum)

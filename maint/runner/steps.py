@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Errors a retry cannot fix before the switch: roll back instead of trying again.
 FATAL_BEFORE_SWITCH = (BuildFailed, StepTimeout, InvalidInput, NotFound, Forbidden)
+NO_CHANGES = TargetUpdate()
 PRE_SWITCH = (TargetState.SCHEDULED, TargetState.PREPARING, TargetState.READY)
 
 
@@ -83,7 +84,9 @@ class Steps:
 
     def event(self, item: WorkItem, step: str, outcome: str, detail: str = "") -> None:
         target = str(item.target.ref)
-        self.say(f"notice {item.notice.id} {target}: {step} {outcome}{': ' + detail if detail else ''}")
+        self.say(
+            f"notice {item.notice.id} {target}: {step} {outcome}{': ' + detail if detail else ''}"
+        )
         self.store.record(
             Event(
                 at=self.clock(),
@@ -102,7 +105,7 @@ class Steps:
         to: TargetState,
         *,
         expect: tuple[TargetState, ...] | None = None,
-        changes: TargetUpdate = TargetUpdate(),
+        changes: TargetUpdate = NO_CHANGES,
     ) -> WorkItem:
         target = self.store.transition(
             item.target.id,
@@ -133,7 +136,9 @@ class Steps:
         try:
             if item.target.state is TargetState.SCHEDULED:
                 item = self.move(item, TargetState.PREPARING)
-                self.event(item, "prepare", "started", f"window starts {item.notice.start.isoformat()}")
+                self.event(
+                    item, "prepare", "started", f"window starts {item.notice.start.isoformat()}"
+                )
             built = self.plan_page(item)
             item = self.build_image(item, built)
             self.start_pod(item, built)
@@ -206,7 +211,9 @@ class Steps:
             f"Kaniko Job {built.plan.namespace}/{built.name} -> {built.plan.destination}",
         )
         digest = build.wait_digest(
-            self.api, plan=built.plan, timeout=self.settings.build_timeout,
+            self.api,
+            plan=built.plan,
+            timeout=self.settings.build_timeout,
             progress=self.progress(item),
         )
         image = self.repository.at(digest)
@@ -270,7 +277,7 @@ class Steps:
             TargetState.ACTIVE,
             changes=TargetUpdate(original_selector=result.original, actual_start=now),
         )
-        self.verify_endpoints(item, want={item.target.pod}, what="only the page Pod")
+        self.verify_endpoints(item, want={item.target.pod or ""}, what="only the page Pod")
         return item
 
     def verify_endpoints(self, item: WorkItem, *, want: set[str], what: str) -> None:
@@ -278,11 +285,14 @@ class Steps:
         page_pod = item.target.pod
         try:
             if want:
+
                 def done(pods: set[str]) -> bool:
                     return pods == want
             else:
+
                 def done(pods: set[str]) -> bool:
                     return page_pod not in pods
+
             seen = cluster.wait_endpoints(
                 self.api,
                 namespace=ref.namespace,
@@ -301,7 +311,9 @@ class Steps:
         """Recreate the page Pod if it was deleted (drift), then wait until it is Ready."""
         assert item.target.pod is not None
         try:
-            pod = cluster.get_pod(self.api, namespace=item.target.ref.namespace, name=item.target.pod)
+            pod = cluster.get_pod(
+                self.api, namespace=item.target.ref.namespace, name=item.target.pod
+            )
             if pod.ready and not pod.deleting:
                 return
         except NotFound:
@@ -404,7 +416,9 @@ class Steps:
                 f"selector was changed to {result.live} during the window; not overwritten. "
                 f"The page Pod {item.target.pod} keeps running: check the Service and delete it",
             )
-            return self.move(item, TargetState.FAILED, changes=TargetUpdate(actual_end=self.clock()))
+            return self.move(
+                item, TargetState.FAILED, changes=TargetUpdate(actual_end=self.clock())
+            )
         lag = (self.clock() - item.notice.end).total_seconds()
         self.event(
             item,
@@ -422,12 +436,16 @@ class Steps:
         self.event(item, "complete", "ok", "forced restore" if forced else "")
         return item
 
-    def rollback(self, item: WorkItem, *, reason: str, to: TargetState = TargetState.ROLLED_BACK) -> WorkItem:
+    def rollback(
+        self, item: WorkItem, *, reason: str, to: TargetState = TargetState.ROLLED_BACK
+    ) -> WorkItem:
         """Undo a window that never (knowingly) switched; the Service stays as it is.
 
         If a crash left the Service switched without a record, restore it first.
         """
-        self.event(item, "rollback" if to is TargetState.ROLLED_BACK else "cancel", "started", reason)
+        self.event(
+            item, "rollback" if to is TargetState.ROLLED_BACK else "cancel", "started", reason
+        )
         if item.target.pod is not None:
             ref = item.target.ref
             service = cluster.get_service(self.api, namespace=ref.namespace, name=ref.name)
@@ -437,8 +455,12 @@ class Steps:
                 self.event(item, "restore", "ok", f"selector {saved[0]} (switched without record)")
         self.cleanup(item, keep=None, images=[item.target.image] if item.target.image else [])
         item = self.move(item, to, expect=PRE_SWITCH)
-        self.event(item, "rollback" if to is TargetState.ROLLED_BACK else "cancel", "ok",
-                   "Service untouched")
+        self.event(
+            item,
+            "rollback" if to is TargetState.ROLLED_BACK else "cancel",
+            "ok",
+            "Service untouched",
+        )
         return item
 
     def cleanup(self, item: WorkItem, *, keep: str | None, images: list[str]) -> None:
@@ -464,7 +486,9 @@ class Steps:
             ("Pod", self.settings.build_namespace),
             ("ConfigMap", self.settings.build_namespace),
         ):
-            for ref in cluster.list_managed(self.api, kind=kind, labels=labels, namespace=namespace):
+            for ref in cluster.list_managed(
+                self.api, kind=kind, labels=labels, namespace=namespace
+            ):
                 if ref.labels.get(naming.PAGE_LABEL) == keep:
                     continue
                 if cluster.delete(self.api, kind=kind, namespace=ref.namespace, name=ref.name):
@@ -473,7 +497,9 @@ class Steps:
         for digest in sorted(digests - {current} if current else digests):
             gone = self.registry.delete_image(digest)
             self.event(
-                item, "cleanup", "ok",
+                item,
+                "cleanup",
+                "ok",
                 f"{'deleted' if gone else 'already gone:'} image {self.repository.at(digest)}",
             )
 

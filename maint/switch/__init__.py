@@ -1,7 +1,7 @@
 """The maintenance Pod and the Service selector switch and restore."""
 
 from maint.switch.pod import ContainerPort, page_pod, plan_ports
-from maint.switch.selector import RestoreOutcome, Restored, Switched, restore, saved_state, switch
+from maint.switch.selector import Restored, RestoreOutcome, Switched, restore, saved_state, switch
 
 __all__ = [
     "ContainerPort",

@@ -96,7 +96,7 @@ def page_pod(
                         "limits": {"cpu": "200m", "memory": "64Mi"},
                     },
                     # nginx writes its pid and temp files under /tmp; the root FS stays read-only.
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
                 }
             ],
             "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],

@@ -18,9 +18,9 @@ from maint import cluster
 from maint.cluster import Cluster, ServiceInfo
 from maint.errors import Conflict, InvalidInput
 from maint.naming import (
-    PAGE_LABEL,
     NOTICE_ANNOTATION,
     ORIGINAL_SELECTOR_ANNOTATION,
+    PAGE_LABEL,
     PAGE_SELECTOR_ANNOTATION,
     RESTORE_BY_ANNOTATION,
     SERVICE_ANNOTATIONS,
@@ -66,23 +66,28 @@ def switch(
             return Switched(original=_saved_original(service), already=True)
         if previous_page is not None and service.selector == previous_page:
             original = _saved_original(service)
-            ops = _annotations(service, page=page, original=original, notice_id=notice_id,
-                               restore_by=restore_by)
+            ops = _annotations(
+                service, page=page, original=original, notice_id=notice_id, restore_by=restore_by
+            )
         else:
             if not service.selector:
                 raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
             if PAGE_LABEL in service.selector:
                 raise Conflict(f"Service {ref} already selects another maintenance page")
             original = service.selector
-            ops = _annotations(service, page=page, original=original, notice_id=notice_id,
-                               restore_by=restore_by)
+            ops = _annotations(
+                service, page=page, original=original, notice_id=notice_id, restore_by=restore_by
+            )
         try:
             cluster.json_patch_service(
                 api,
                 namespace=ref.namespace,
                 name=ref.name,
-                ops=[{"op": "test", "path": "/spec/selector", "value": service.selector}, *ops,
-                     {"op": "replace", "path": "/spec/selector", "value": page}],
+                ops=[
+                    {"op": "test", "path": "/spec/selector", "value": service.selector},
+                    *ops,
+                    {"op": "replace", "path": "/spec/selector", "value": page},
+                ],
             )
         except Conflict:
             continue  # changed between read and patch (or our own retried write): look again

@@ -21,9 +21,9 @@ from tests.support.window import (
     APP_LABELS,
     Clock,
     Window,
+    leftovers_after,
     make_app,
     make_build_namespace,
-    leftovers_after,
     settings_for,
 )
 
@@ -180,7 +180,9 @@ def test_page_pod_that_never_becomes_ready_rolls_back_before_any_switch(
     window._runner = None
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
-    assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == APP_LABELS
+    assert (
+        CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == APP_LABELS
+    )
     assert leftovers_after(k8s, notice.id) == []
     outcomes = [(e.step, e.outcome) for e in window.app.store.events(notice.id)]
     assert ("switch", "ok") not in outcomes
@@ -199,7 +201,9 @@ def test_selector_changed_by_someone_else_is_not_overwritten_at_restore(
     window.step()
     theirs = {"app": "web", "track": "canary"}
     CoreV1Api(k8s).patch_namespaced_service(
-        "web", window.namespace, [{"op": "replace", "path": "/spec/selector", "value": theirs}],
+        "web",
+        window.namespace,
+        [{"op": "replace", "path": "/spec/selector", "value": theirs}],
     )
     window.clock.at(notice.end)
     window.step()

@@ -49,9 +49,7 @@ def upgrade() -> None:
         sa.Column("claimed_by", sa.String(128), nullable=True),
         sa.Column("claimed_until", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_targets"),
-        sa.ForeignKeyConstraint(
-            ["notice_id"], ["notices.id"], name="fk_targets_notice_id_notices"
-        ),
+        sa.ForeignKeyConstraint(["notice_id"], ["notices.id"], name="fk_targets_notice_id_notices"),
     )
     op.create_index("ix_targets_notice_id", "targets", ["notice_id"])
     op.create_index("ix_targets_state_due", "targets", ["state", "due_at"])

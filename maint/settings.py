@@ -18,7 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """maint's configuration. Environment variables: ``MAINT_<FIELD>`` (case-insensitive)."""
 
-    model_config = SettingsConfigDict(env_prefix="MAINT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MAINT_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     # --- storage -------------------------------------------------------------------------
     database_url: str = "sqlite:///maint.db"

@@ -67,6 +67,8 @@ class Runner:
         self.pass_lock = threading.Lock()
         self.reported: set[tuple[int, str]] = set()
         self.on_step_done: Callable[[], None] = lambda: None
+        # Asks the scheduler for an extra pass at a moment (a failed step's retry).
+        self.wake_at: Callable[[datetime], None] = lambda _moment: None
         steps.renew = self._renew
 
     def pass_once(self) -> PassResult:
@@ -139,6 +141,7 @@ class Runner:
             # If the database is down too, the log line above is all we can leave.
             with contextlib.suppress(MaintError):
                 self.steps.event(item, step.value, "retry", describe(e))
+            self.wake_at(self.clock() + timedelta(seconds=self.settings.step_retry_delay))
         except Exception:
             log.exception("unexpected error in %s of %s", step.value, item.target.ref)
         finally:

@@ -34,6 +34,7 @@ class Scheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         runner.on_step_done = self.arm
+        runner.wake_at = self.wake_at
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT."""
@@ -67,6 +68,13 @@ class Scheduler:
         if due is None or not self.scheduler.running:
             return
         self.scheduler.add_job(self._pass, "date", run_date=due, id="wakeup", replace_existing=True)
+
+    def wake_at(self, moment: datetime) -> None:
+        """One extra pass at ``moment`` (retries); coalesced with any retry already armed."""
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self._pass, "date", run_date=moment, id="retry", replace_existing=True
+            )
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("maint run: signal %d, stopping", signum)

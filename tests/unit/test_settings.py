@@ -1,0 +1,42 @@
+"""Settings: documented, validated, and listed in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from maint.settings import Settings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_has_a_description_and_is_in_the_readme():
+    text = README.read_text()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"{name} has no docstring"
+        assert f"`MAINT_{name.upper()}`" in text, f"MAINT_{name.upper()} missing from README"
+
+
+def test_settings_come_from_maint_environment_variables(monkeypatch):
+    monkeypatch.setenv("MAINT_PREPARE_LEAD", "30")
+    monkeypatch.setenv("MAINT_REGISTRY_KIND", "ecr")
+    settings = Settings()
+    assert settings.lead().total_seconds() == 30
+    assert settings.registry_kind == "ecr"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAINT_DISPLAY_TIMEZONE", "Mars/Olympus"),
+        ("MAINT_REGISTRY_KIND", "gcr"),
+        ("MAINT_POLL_INTERVAL", "0"),
+        ("MAINT_PREPARE_LEAD", "-1"),
+    ],
+)
+def test_bad_settings_are_refused(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError):
+        Settings()

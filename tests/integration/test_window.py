@@ -147,8 +147,10 @@ def test_event_log_of_a_normal_window_lists_every_step_in_order(window, kubelet,
         ("endpoints", "ok"),
     ]
     assert steps[: len(expected)] == expected
-    cleanup = [s for s in steps[len(expected) :] if s[0] == "cleanup"]
-    assert len(cleanup) == 4  # Pod, Job, ConfigMap, image
+    events = window.app.store.events(notice.id)
+    cleanup = " | ".join(e.detail for e in events[len(expected) :] if e.step == "cleanup")
+    for what in (f"Pod {window.namespace}/", "Job ", "ConfigMap ", "deleted image "):
+        assert what in cleanup
     assert steps[-1] == ("complete", "ok")
 
 

@@ -214,7 +214,9 @@ def _run(app: App, *, once: bool) -> int:
             print("maint: database unavailable; only the forced restore ran", file=sys.stderr)
             return 1
         return 0
-    Scheduler(runner, poll_interval=app.settings.poll_interval).run()
+    Scheduler(
+        runner, poll_interval=app.settings.poll_interval, health_port=app.settings.health_port
+    ).run()
     return 0
 
 

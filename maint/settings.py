@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     start_tolerance: float = Field(default=300.0, ge=0)
     """Seconds ``start`` may lie in the past when a notice is added (clock skew, typing time)."""
 
+    health_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of ``maint run``'s ``/healthz`` (liveness probe); 0 turns it off. 8081 stays clear
+    of the 8080 that many sidecars and the page image use."""
+
     # --- page ----------------------------------------------------------------------------
     display_timezone: str = "UTC"
     """IANA zone in which the page shows times (e.g. ``Asia/Seoul``). Stored times stay UTC."""

@@ -18,15 +18,18 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from maint.errors import DatabaseUnavailable
+from maint.runner.health import Heartbeat, serve_health
 from maint.runner.reconcile import Runner
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, runner: Runner, *, poll_interval: float) -> None:
+    def __init__(self, runner: Runner, *, poll_interval: float, health_port: int = 0) -> None:
         self.runner = runner
         self.poll_interval = poll_interval
+        self.health_port = health_port
+        self.heartbeat = Heartbeat(stale_after=max(60.0, 4 * poll_interval))
         self.stopped = threading.Event()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -48,13 +51,17 @@ class Scheduler:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
+        health = serve_health(self.heartbeat, port=self.health_port) if self.health_port else None
         log.info("maint run: reconcile every %.1fs", self.poll_interval)
         self.stopped.wait()
+        if health is not None:
+            health.shutdown()
         self.scheduler.shutdown(wait=False)
         self.runner.shutdown()
 
     def _pass(self) -> None:
         result = self.runner.pass_once()
+        self.heartbeat.beat()
         for label in result.started:
             log.info("started %s", label)
         self.arm()

@@ -66,6 +66,7 @@ class Runner:
         self.lock = threading.Lock()
         self.pass_lock = threading.Lock()
         self.reported: set[tuple[int, str]] = set()
+        self.rerun = False
         self.on_step_done: Callable[[], None] = lambda: None
         # Asks the scheduler for an extra pass at a moment (a failed step's retry).
         self.wake_at: Callable[[datetime], None] = lambda _moment: None
@@ -118,6 +119,9 @@ class Runner:
         target_id = item.target.id
         with self.lock:
             if target_id in self.running:
+                # Busy (e.g. an observe pass right before start): look again when it finishes,
+                # not a whole poll interval later.
+                self.rerun = True
                 return False
             try:
                 claimed = self.store.claim(
@@ -149,6 +153,9 @@ class Runner:
                 self.store.release(item.target.id, owner=self.owner)
             with self.lock:
                 self.running.pop(item.target.id, None)
+                rerun, self.rerun = self.rerun, False
+            if rerun:
+                self.wake_at(self.clock())
             self.on_step_done()
 
     def _run(self, item: WorkItem, step: Step) -> None:

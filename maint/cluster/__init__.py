@@ -8,7 +8,6 @@ from maint.cluster.creating import create
 from maint.cluster.deleting import delete
 from maint.cluster.patching import json_patch_service, pointer
 from maint.cluster.reading import (
-    get_job,
     get_pod,
     get_service,
     job_termination,
@@ -41,7 +40,6 @@ __all__ = [
     "connect",
     "create",
     "delete",
-    "get_job",
     "get_pod",
     "get_service",
     "job_termination",

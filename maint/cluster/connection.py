@@ -22,7 +22,6 @@ class Cluster:
     core: Any
     batch: Any
     discovery: Any
-    coordination: Any
 
     def close(self) -> None:
         self.api.close()
@@ -53,5 +52,4 @@ def connect(*, kubeconfig: str | None = None, impersonate: str | None = None) ->
         core=client.CoreV1Api(api),
         batch=client.BatchV1Api(api),
         discovery=client.DiscoveryV1Api(api),
-        coordination=client.CoordinationV1Api(api),
     )

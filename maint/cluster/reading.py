@@ -5,7 +5,7 @@ from __future__ import annotations
 from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
-from maint.cluster.types import JobInfo, ObjectRef, PodInfo, ServiceInfo, Termination
+from maint.cluster.types import ObjectRef, PodInfo, ServiceInfo, Termination
 
 
 def get_service(cluster: Cluster, *, namespace: str, name: str) -> ServiceInfo:
@@ -45,17 +45,6 @@ def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:
         _request_timeout=REQUEST_TIMEOUT,
     )
     return convert.pod(obj)
-
-
-def get_job(cluster: Cluster, *, namespace: str, name: str) -> JobInfo:
-    obj = call(
-        f"get Job {namespace}/{name}",
-        cluster.batch.read_namespaced_job,
-        name,
-        namespace,
-        _request_timeout=REQUEST_TIMEOUT,
-    )
-    return convert.job(obj)
 
 
 def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Termination | None:

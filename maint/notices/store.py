@@ -16,8 +16,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,6 +64,10 @@ class NoticeStore:
     # --- schema ---------------------------------------------------------------------------
     def upgrade(self) -> None:
         """Create or migrate the schema to the newest revision (idempotent)."""
+        # Imported here: Alembic costs ~1 s of start-up that no other command needs.
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))

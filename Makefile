@@ -22,8 +22,8 @@ k8s-bins:  ## build (once) etcd, kube-apiserver, kube-controller-manager; prints
 	@tools/k8sbin/build.sh
 
 lint: venv  ## ruff, mypy (strict on maint/), import-linter layer contracts
-	$(BIN)/ruff check maint tests bench
-	$(BIN)/ruff format --check maint tests bench
+	$(BIN)/ruff check maint tests bench tools
+	$(BIN)/ruff format --check maint tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

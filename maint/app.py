@@ -38,7 +38,10 @@ class App:
     @property
     def store(self) -> NoticeStore:
         if self._store is None:
-            self._store = NoticeStore(self.settings.database_url)
+            # + the pass, the claim renewer and the forced-restore sweep
+            self._store = NoticeStore(
+                self.settings.database_url, connections=self.settings.workers + 3
+            )
         return self._store
 
     @property
@@ -78,6 +81,7 @@ class App:
             steps=self.steps(),
             settings=self.settings,
             clock=self.clock,
+            workers=self.settings.workers,
         )
 
     def close(self) -> None:

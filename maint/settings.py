@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     start_tolerance: float = Field(default=300.0, ge=0)
     """Seconds ``start`` may lie in the past when a notice is added (clock skew, typing time)."""
 
+    workers: int = Field(default=32, ge=1, le=256)
+    """Steps that may run at once (threads), and database connections. 50 Services switching
+    at one start need no more: a switch is a few short API calls; 32 keeps two replicas well
+    under PostgreSQL's default of 100 connections."""
+
     health_port: int = Field(default=8081, ge=0, le=65535)
     """Port of ``maint run``'s ``/healthz`` (liveness probe); 0 turns it off. 8081 stays clear
     of the 8080 that many sidecars and the page image use."""

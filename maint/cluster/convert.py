@@ -29,6 +29,29 @@ def service(obj: Any) -> ServiceInfo:
     )
 
 
+def service_from_dict(obj: dict[str, Any]) -> ServiceInfo:
+    """The same snapshot as ``service``, from the API's JSON (raw list responses)."""
+    meta, spec = obj.get("metadata", {}), obj.get("spec", {})
+    ports = tuple(
+        ServicePort(
+            port=p["port"],
+            target_port=p.get("targetPort", p["port"]),
+            protocol=p.get("protocol", "TCP"),
+            name=p.get("name"),
+        )
+        for p in spec.get("ports") or []
+    )
+    return ServiceInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        type=spec.get("type", "ClusterIP"),
+        selector=dict(spec.get("selector") or {}),
+        ports=ports,
+        annotations=dict(meta.get("annotations") or {}),
+        resource_version=meta.get("resourceVersion", ""),
+    )
+
+
 def pod(obj: Any) -> PodInfo:
     status = obj.status
     conditions = (status.conditions if status else None) or []

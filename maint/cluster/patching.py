@@ -1,30 +1,62 @@
 """Patches. Service selectors only ever change by JSON Patch with a ``test`` op: a strategic or
 merge patch would keep old selector keys (kubernetes #36509) and a concurrent change must never be
-overwritten. A failed ``test`` raises ``Conflict``."""
+overwritten. A failed ``test`` raises ``Conflict``.
+
+The API server (checked with 1.36) answers a JSON Patch it cannot apply (a failed ``test``, a
+path that is not there) with 422 ``Invalid``, the generic message "the server rejected our
+request due to an error in our request" and no field causes; a patched object that fails
+validation comes back as 422 with its causes. Only the former means "the Service is not what
+we read": it becomes ``Conflict`` (read again), the latter stays ``InvalidInput``.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import ServiceInfo
+from maint.errors import Conflict, InvalidInput
 
 
 def json_patch_service(
     cluster: Cluster, *, namespace: str, name: str, ops: list[dict[str, Any]]
 ) -> ServiceInfo:
-    obj = call(
-        f"patch Service {namespace}/{name}",
-        cluster.core.patch_namespaced_service,
-        name,
-        namespace,
-        ops,
-        _content_type="application/json-patch+json",
-        _request_timeout=REQUEST_TIMEOUT,
-    )
+    what = f"patch Service {namespace}/{name}"
+    try:
+        obj = call(
+            what,
+            cluster.core.patch_namespaced_service,
+            name,
+            namespace,
+            ops,
+            _content_type="application/json-patch+json",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except InvalidInput as e:
+        if not _not_applicable(e.__cause__):
+            raise
+        raise Conflict(
+            f"{what}: the Service is no longer what the patch expects (its test failed); "
+            "read it again"
+        ) from e.__cause__
     return convert.service(obj)
+
+
+def _not_applicable(error: BaseException | None) -> bool:
+    """The API server could not apply the JSON Patch: 422 Invalid without field causes."""
+    if not isinstance(error, ApiException) or error.status != 422:
+        return False
+    try:
+        body = json.loads(error.body or "{}")
+    except (TypeError, ValueError):
+        return False
+    details = body.get("details") or {}
+    return bool(body.get("reason") == "Invalid" and not details.get("causes"))
 
 
 def pointer(*parts: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
@@ -34,6 +36,26 @@ def list_services(cluster: Cluster, *, namespace: str | None = None) -> list[Ser
             _request_timeout=REQUEST_TIMEOUT,
         )
     return [convert.service(obj) for obj in result.items]
+
+
+def list_annotated_services(cluster: Cluster, *, annotation: str) -> list[ServiceInfo]:
+    """Services carrying ``annotation``, from one cluster-wide list read as raw JSON.
+
+    The forced-restore sweep runs every poll: building client models for every Service in a
+    large cluster costs ~1 ms each, while only the few switched ones matter.
+    """
+    response = call(
+        "list Services",
+        cluster.core.list_service_for_all_namespaces,
+        _preload_content=False,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
+    items = json.loads(response.data).get("items", [])
+    return [
+        convert.service_from_dict(item)
+        for item in items
+        if annotation in (item.get("metadata", {}).get("annotations") or {})
+    ]
 
 
 def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:

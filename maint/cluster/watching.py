@@ -2,13 +2,15 @@
 
 Each wait lists-then-watches one object (a field selector on its name) or one Service's
 EndpointSlices, re-checks on every event, and restarts the watch when it expires (410 Gone or
-the server's timeout). ``progress`` is called at most every ``PROGRESS_EVERY`` seconds so the CLI
-can say what it is waiting for. Past the deadline: ``StepTimeout``; the object deleted while we
-wait: ``NotFound``.
+the server's timeout). A stream that breaks or ends early (a proxy or the API server cut it, a
+5xx) is restarted after a jittered, doubling pause, never in a tight loop. ``progress`` is called
+at most every ``PROGRESS_EVERY`` seconds so the CLI can say what it is waiting for. Past the
+deadline: ``StepTimeout``; the object deleted while we wait: ``NotFound``.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
 from maint.cluster import convert
-from maint.cluster.calls import translate
+from maint.cluster.calls import RETRIED_STATUS, call, translate
 from maint.cluster.connection import Cluster
 from maint.cluster.types import JobInfo, PodInfo
 from maint.errors import ClusterUnavailable, NotFound, StepTimeout
@@ -27,6 +29,8 @@ T = TypeVar("T")
 Progress = Callable[[str], None]
 PROGRESS_EVERY = 10.0  # seconds between "still waiting" lines
 WATCH_CHUNK = 30  # seconds per watch request: bounds how long a silently dead stream can hang
+RESTART_DELAY = 0.2  # seconds before re-watching after an early end; doubles, full jitter
+RESTART_DELAY_MAX = 5.0
 
 
 def wait_pod(
@@ -90,10 +94,11 @@ def wait_endpoints(
     def current() -> set[str]:
         return {pod for pods in slices.values() for pod in pods}
 
+    restarts = _Restarts()
     while True:
         slices.clear()
-        listed = _guard(
-            what,
+        listed = call(
+            f"list EndpointSlices of {namespace}/{service}",
             cluster.discovery.list_namespaced_endpoint_slice,
             namespace,
             label_selector=f"kubernetes.io/service-name={service}",
@@ -103,6 +108,7 @@ def wait_endpoints(
         if done(current()):
             return current()
         stream = watch.Watch()
+        chunk, began = _chunk(deadline), time.monotonic()
         try:
             for event in _guard(
                 what,
@@ -110,7 +116,7 @@ def wait_endpoints(
                 cluster.discovery.list_namespaced_endpoint_slice,
                 namespace,
                 label_selector=f"kubernetes.io/service-name={service}",
-                timeout_seconds=_chunk(deadline),
+                timeout_seconds=chunk,
             ):
                 obj = event["object"]
                 if event["type"] == "DELETED":
@@ -121,7 +127,7 @@ def wait_endpoints(
                     return current()
                 reporter.tick(deadline)
         except ApiException as e:
-            if e.status != 410:
+            if e.status != 410 and e.status not in RETRIED_STATUS:
                 raise translate(what, e) from e
         except (TransportError, OSError):
             pass  # the stream broke: list again and watch again
@@ -129,6 +135,7 @@ def wait_endpoints(
             stream.stop()
         reporter.tick(deadline)
         _check_deadline(what, deadline, detail=f"ready endpoints: {sorted(current()) or 'none'}")
+        restarts.pause(began=began, chunk=chunk, deadline=deadline)
 
 
 def _wait_object(
@@ -146,8 +153,10 @@ def _wait_object(
     reporter = _Reporter(what, progress)
     last: T | None = None
     selector = f"metadata.name={name}"
+    restarts = _Restarts()
     while True:
         stream = watch.Watch()
+        chunk, began = _chunk(deadline), time.monotonic()
         try:
             # A watch without resourceVersion starts with the current object as ADDED.
             for event in _guard(
@@ -156,7 +165,7 @@ def _wait_object(
                 list_fn,
                 namespace,
                 field_selector=selector,
-                timeout_seconds=_chunk(deadline),
+                timeout_seconds=chunk,
             ):
                 if event["type"] == "DELETED":
                     raise NotFound(f"{namespace}/{name} was deleted while waiting for {what}")
@@ -167,7 +176,7 @@ def _wait_object(
                     return last
                 reporter.tick(deadline)
         except ApiException as e:
-            if e.status != 410:
+            if e.status != 410 and e.status not in RETRIED_STATUS:
                 raise translate(what, e) from e
         except (TransportError, OSError):
             pass
@@ -175,6 +184,7 @@ def _wait_object(
             stream.stop()
         reporter.tick(deadline)
         _check_deadline(what, deadline, detail=f"last seen: {last}" if last else "never seen")
+        restarts.pause(began=began, chunk=chunk, deadline=deadline)
 
 
 def _guard(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -195,6 +205,22 @@ def _chunk(deadline: float) -> int:
 def _check_deadline(what: str, deadline: float, *, detail: str) -> None:
     if time.monotonic() >= deadline:
         raise StepTimeout(f"gave up waiting for {what} ({detail})")
+
+
+class _Restarts:
+    """The pause before the next watch: none after a stream that ran its full chunk, a
+    jittered, doubling one after each stream that broke or ended early in a row."""
+
+    def __init__(self) -> None:
+        self.early = 0
+
+    def pause(self, *, began: float, chunk: int, deadline: float) -> None:
+        if time.monotonic() - began >= 0.9 * chunk:  # the server's timeout ended it
+            self.early = 0
+            return
+        self.early += 1
+        cap = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (self.early - 1))
+        time.sleep(max(0.0, min(random.uniform(0, cap), deadline - time.monotonic())))
 
 
 class _Reporter:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from maint.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from maint.notices.models import EventRow, NoticeRow, TargetRow
@@ -34,6 +34,7 @@ from maint.notices.types import (
 )
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+CONNECT_TIMEOUT = 10  # seconds to open a PostgreSQL connection before DatabaseUnavailable
 _UNSET: Any = object()
 
 
@@ -53,9 +54,9 @@ class TargetUpdate:
 class NoticeStore:
     """Notices, targets and events in one SQL database (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connections: int = 10) -> None:
         self.url = url
-        self._engine = _engine(url)
+        self._engine = _engine(url, connections=connections)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -167,6 +168,7 @@ class NoticeStore:
         with self._session() as session:
             rows = session.scalars(
                 select(TargetRow)
+                .options(selectinload(TargetRow.notice))
                 .where(
                     or_(
                         TargetRow.state.in_(in_flight),
@@ -178,11 +180,8 @@ class NoticeStore:
                 )
                 .order_by(TargetRow.due_at, TargetRow.id)
             ).all()
-            notices = {row.notice_id: row.notice for row in rows}
-            return [
-                WorkItem(notice=_notice(notices[row.notice_id]), target=_target(row))
-                for row in rows
-            ]
+            notices = {row.notice_id: _notice(row.notice) for row in rows}
+            return [WorkItem(notice=notices[row.notice_id], target=_target(row)) for row in rows]
 
     def next_due(self, *, after: datetime) -> datetime | None:
         """Earliest due time after ``after`` of any live target (the scheduler's wake-up)."""
@@ -209,8 +208,13 @@ class NoticeStore:
         to: TargetState,
         due_at: datetime | None,
         changes: TargetUpdate = TargetUpdate(),
+        record: Event | None = None,
     ) -> Target:
-        """Move a target to ``to`` if it is still in one of ``expect``; ``Conflict`` if not."""
+        """Move a target to ``to`` if it is still in one of ``expect``; ``Conflict`` if not.
+
+        ``record`` is written in the same transaction: a crash cannot leave the new state
+        without the event that tells of it (the step that wrote it would not run again).
+        """
         values: dict[str, Any] = {"state": to.value, "due_at": due_at}
         for name in ("image", "pod", "revision", "actual_start", "actual_end", "forced"):
             value = getattr(changes, name)
@@ -231,6 +235,8 @@ class NoticeStore:
                     f"target {target_id} is {state}, expected one of "
                     f"{', '.join(sorted(s.value for s in expect))}"
                 )
+            if record is not None:
+                session.add(_event_row(record))
             row = session.get(TargetRow, target_id, populate_existing=True)
             assert row is not None
             return _target(row)
@@ -259,6 +265,16 @@ class NoticeStore:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    def renew(self, target_id: int, *, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Extend a claim ``owner`` still holds; False if it has lost it (never takes one)."""
+        with self._session() as session, session.begin():
+            result = session.execute(
+                update(TargetRow)
+                .where(TargetRow.id == target_id, TargetRow.claimed_by == owner)
+                .values(claimed_until=now + ttl)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     def release(self, target_id: int, *, owner: str) -> None:
         with self._session() as session, session.begin():
             session.execute(
@@ -270,16 +286,7 @@ class NoticeStore:
     # --- event log ------------------------------------------------------------------------
     def record(self, event_: Event) -> None:
         with self._session() as session, session.begin():
-            session.add(
-                EventRow(
-                    notice_id=event_.notice_id,
-                    target=event_.target,
-                    at=event_.at,
-                    step=event_.step,
-                    outcome=event_.outcome,
-                    detail=event_.detail[:4000],
-                )
-            )
+            session.add(_event_row(event_))
 
     def events(self, notice_id: int) -> list[Event]:
         with self._session() as session:
@@ -319,7 +326,7 @@ def _translated() -> Iterator[None]:
         raise
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, *, connections: int) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -333,7 +340,12 @@ def _engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # libpq waits forever for a server that accepts the connection and never answers: without
+    # a deadline one hung connect would hold up every later pass, even after the network heals.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+    )
 
 
 def _overlapping(session: Session, ref: ServiceRef, start: datetime, end: datetime) -> int | None:
@@ -353,6 +365,17 @@ def _overlapping(session: Session, ref: ServiceRef, start: datetime, end: dateti
             NoticeRow.end_at > start,
         )
         .limit(1)
+    )
+
+
+def _event_row(event_: Event) -> EventRow:
+    return EventRow(
+        notice_id=event_.notice_id,
+        target=event_.target,
+        at=event_.at,
+        step=event_.step,
+        outcome=event_.outcome,
+        detail=event_.detail[:4000],
     )
 
 

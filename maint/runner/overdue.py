@@ -30,7 +30,12 @@ def restore_overdue(
     api: Cluster, *, now: datetime, namespace: str | None = None
 ) -> list[OverdueResult]:
     results = []
-    for service in cluster.list_services(api, namespace=namespace):
+    services = (
+        cluster.list_services(api, namespace=namespace)
+        if namespace is not None
+        else cluster.list_annotated_services(api, annotation=naming.RESTORE_BY_ANNOTATION)
+    )
+    for service in services:
         deadline = service.annotations.get(naming.RESTORE_BY_ANNOTATION)
         saved = switch.saved_state(service)
         if deadline is None or saved is None:

@@ -67,10 +67,15 @@ class Runner:
         self.pass_lock = threading.Lock()
         self.reported: set[tuple[int, str]] = set()
         self.rerun = False
+        self.observed: dict[int, datetime] = {}
+        # `maint run` sweeps in a job of its own, which a hung database cannot hold up.
+        self.sweep_in_pass = True
         self.on_step_done: Callable[[], None] = lambda: None
         # Asks the scheduler for an extra pass at a moment (a failed step's retry).
         self.wake_at: Callable[[datetime], None] = lambda _moment: None
         steps.renew = self._renew
+        self._stopping = threading.Event()
+        threading.Thread(target=self._keep_claims, name="claims", daemon=True).start()
 
     def pass_once(self) -> PassResult:
         with self.pass_lock:
@@ -88,20 +93,38 @@ class Runner:
             decision = decide(item.target.state, now=now, window=self.steps.window(item))
             if decision.step is Step.WAIT:
                 continue
+            if decision.step is Step.OBSERVE and not self._observe_due(item.target.id, now):
+                continue
             label = f"{item.notice.id}/{item.target.ref}:{decision.step.value}"
             if self._start(item, decision.step):
                 result.started.append(label)
             else:
                 result.skipped.append(label)
+        if self.sweep_in_pass:
+            result.overdue = self.sweep(now=now)
+        return result
+
+    def sweep(self, *, now: datetime) -> list[str]:
+        """The DB-less forced restore of every overdue Service (``maint restore --overdue``)."""
+        restored = []
         try:
             for done in restore_overdue(self.api, now=now):
-                result.overdue.append(f"{done.service}: {done.outcome}")
+                restored.append(f"{done.service}: {done.outcome}")
                 log.warning(
                     "forced restore of %s: %s (%s)", done.service, done.outcome, done.detail
                 )
         except MaintError as e:
             log.error("forced-restore sweep failed: %s", e)
-        return result
+        return restored
+
+    def _observe_due(self, target_id: int, now: datetime) -> bool:
+        """Observe (drift, refresh) once per poll interval, not on every wake-up pass:
+        otherwise each wake-up for one target re-reads every live target."""
+        last = self.observed.get(target_id)
+        if last is not None and (now - last).total_seconds() < self.settings.poll_interval:
+            return False
+        self.observed[target_id] = now
+        return True
 
     def wait_idle(self, timeout: float | None = None) -> None:
         """Block until every started step has finished (``maint run --once``, tests)."""
@@ -113,29 +136,58 @@ class Runner:
             wait(pending, timeout=timeout)
 
     def shutdown(self) -> None:
+        self._stopping.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _keep_claims(self) -> None:
+        """Renew the claims of the steps in progress every third of the TTL.
+
+        A step may wait far longer than the TTL without an event (a Kaniko build): without
+        this another replica would take the target over and run the same step at once.
+        A replica that dies stops renewing, so its claims lapse one TTL later.
+        """
+        while not self._stopping.wait(self.settings.claim_ttl / 3):
+            with self.lock:
+                busy = list(self.running)
+            for target_id in busy:
+                try:
+                    renewed = self._renew(target_id)
+                except MaintError as e:
+                    log.warning("cannot renew the claim on target %s: %s", target_id, e)
+                    continue
+                with self.lock:
+                    lost = not renewed and target_id in self.running  # not just released
+                if lost:
+                    log.warning("lost the claim on target %s to another replica", target_id)
 
     def _start(self, item: WorkItem, step: Step) -> bool:
         target_id = item.target.id
         with self.lock:
             if target_id in self.running:
-                # Busy (e.g. an observe pass right before start): look again when it finishes,
-                # not a whole poll interval later.
-                self.rerun = True
+                # Busy (e.g. an observe right before start): look again when it finishes, not
+                # a whole poll interval later. An observe can wait for the next poll.
+                self.rerun = self.rerun or step is not Step.OBSERVE
                 return False
-            try:
-                claimed = self.store.claim(
-                    target_id,
-                    owner=self.owner,
-                    now=self.clock(),
-                    ttl=timedelta(seconds=self.settings.claim_ttl),
-                )
-            except DatabaseUnavailable:
-                return False
-            if not claimed:
-                return False
-            self.running[target_id] = self.pool.submit(self._work, item, step)
+            # The claim is taken in the worker: 50 targets due at once are claimed in
+            # parallel, not one database round trip after another in the pass.
+            self.running[target_id] = self.pool.submit(self._claim_and_work, item, step)
             return True
+
+    def _claim_and_work(self, item: WorkItem, step: Step) -> None:
+        try:
+            claimed = self.store.claim(
+                item.target.id,
+                owner=self.owner,
+                now=self.clock(),
+                ttl=timedelta(seconds=self.settings.claim_ttl),
+            )
+        except DatabaseUnavailable:
+            claimed = False
+        if not claimed:  # another replica works on it
+            with self.lock:
+                self.running.pop(item.target.id, None)
+            return
+        self._work(item, step)
 
     def _work(self, item: WorkItem, step: Step) -> None:
         try:
@@ -184,8 +236,8 @@ class Runner:
 
             self.steps.rollback(item, reason="cancelled by an operator", to=TargetState.CANCELLED)
 
-    def _renew(self, target_id: int) -> None:
-        self.store.claim(
+    def _renew(self, target_id: int) -> bool:
+        return self.store.renew(
             target_id,
             owner=self.owner,
             now=self.clock(),

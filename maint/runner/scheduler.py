@@ -3,6 +3,8 @@
 An interval job runs a pass every ``poll_interval`` (the safety net), and one date job is kept
 armed at the earliest future due time so a switch lands on ``start`` rather than up to a poll
 late. Both use ``misfire_grace_time=None``: a late wake-up still runs (an end is never skipped).
+The forced-restore sweep (from Service annotations, no database) is a job of its own on its own
+thread: a database that hangs holds up the passes, never the restore at ``end + grace``.
 The job store stays in memory; the notices tables are the source of truth (FACTS.md).
 """
 
@@ -31,13 +33,16 @@ class Scheduler:
         self.health_port = health_port
         self.heartbeat = Heartbeat(stale_after=max(60.0, 4 * poll_interval))
         self.stopped = threading.Event()
+        self.wanted = threading.Event()
+        self.passing = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(2)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            executors={"default": ThreadPoolExecutor(4), "sweep": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 4, "misfire_grace_time": None},
         )
         runner.on_step_done = self.arm
         runner.wake_at = self.wake_at
+        runner.sweep_in_pass = False
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT."""
@@ -50,6 +55,14 @@ class Scheduler:
             id="reconcile",
             next_run_time=datetime.now(UTC),
         )
+        self.scheduler.add_job(
+            self._sweep,
+            "interval",
+            seconds=self.poll_interval,
+            id="sweep",
+            executor="sweep",
+            next_run_time=datetime.now(UTC),
+        )
         self.scheduler.start()
         health = serve_health(self.heartbeat, port=self.health_port) if self.health_port else None
         log.info("maint run: reconcile every %.1fs", self.poll_interval)
@@ -60,11 +73,27 @@ class Scheduler:
         self.runner.shutdown()
 
     def _pass(self) -> None:
-        result = self.runner.pass_once()
-        self.heartbeat.beat()
-        for label in result.started:
-            log.info("started %s", label)
+        """Run a pass; a wake-up that fires during one makes it go round once more.
+
+        APScheduler would drop a job still running (``max_instances``): a switch due while a
+        pass runs would then wait a whole poll interval.
+        """
+        self.wanted.set()
+        while self.wanted.is_set():
+            if not self.passing.acquire(blocking=False):
+                return  # the running pass sees `wanted` and goes round again
+            try:
+                self.wanted.clear()
+                result = self.runner.pass_once()
+                self.heartbeat.beat()
+                for label in result.started:
+                    log.info("started %s", label)
+            finally:
+                self.passing.release()
         self.arm()
+
+    def _sweep(self) -> None:
+        self.runner.sweep(now=self.runner.clock())
 
     def arm(self) -> None:
         """(Re)arm the one date job at the earliest future due time."""

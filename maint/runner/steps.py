@@ -61,7 +61,7 @@ class Steps:
         settings: Settings,
         clock: Callable[[], datetime],
         say: Callable[[str], None],
-        renew: Callable[[int], None] = lambda _target_id: None,
+        renew: Callable[[int], object] = lambda _target_id: None,
     ) -> None:
         self.api = api
         self.store = store
@@ -83,20 +83,9 @@ class Steps:
         )
 
     def event(self, item: WorkItem, step: str, outcome: str, detail: str = "") -> None:
-        target = str(item.target.ref)
-        self.say(
-            f"notice {item.notice.id} {target}: {step} {outcome}{': ' + detail if detail else ''}"
-        )
-        self.store.record(
-            Event(
-                at=self.clock(),
-                notice_id=item.notice.id,
-                target=target,
-                step=step,
-                outcome=outcome,
-                detail=detail,
-            )
-        )
+        record = self._event(item, step, outcome, detail)
+        self._say(record)
+        self.store.record(record)
         self.renew(item.target.id)
 
     def move(
@@ -106,15 +95,39 @@ class Steps:
         *,
         expect: tuple[TargetState, ...] | None = None,
         changes: TargetUpdate = NO_CHANGES,
+        then: tuple[str, str, str] | None = None,
     ) -> WorkItem:
+        """Transition the target; ``then`` = (step, outcome, detail) is the event that tells
+        of it, written in the same transaction so a crash cannot lose it."""
+        record = self._event(item, *then) if then is not None else None
         target = self.store.transition(
             item.target.id,
             expect=expect or (item.target.state,),
             to=to,
             due_at=due_at(to, window=self.window(item)),
             changes=changes,
+            record=record,
         )
+        if record is not None:
+            self._say(record)
+            self.renew(item.target.id)
         return WorkItem(notice=item.notice, target=target)
+
+    def _event(self, item: WorkItem, step: str, outcome: str, detail: str) -> Event:
+        return Event(
+            at=self.clock(),
+            notice_id=item.notice.id,
+            target=str(item.target.ref),
+            step=step,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def _say(self, record: Event) -> None:
+        detail = f": {record.detail}" if record.detail else ""
+        self.say(
+            f"notice {record.notice_id} {record.target}: {record.step} {record.outcome}{detail}"
+        )
 
     def target_name(self, item: WorkItem) -> str:
         return naming.target_name(
@@ -135,15 +148,20 @@ class Steps:
         """SCHEDULED/PREPARING -> READY: page built, Pod Ready. Rolls back on a fatal error."""
         try:
             if item.target.state is TargetState.SCHEDULED:
-                item = self.move(item, TargetState.PREPARING)
-                self.event(
-                    item, "prepare", "started", f"window starts {item.notice.start.isoformat()}"
+                item = self.move(
+                    item,
+                    TargetState.PREPARING,
+                    then=("prepare", "started", f"window starts {item.notice.start.isoformat()}"),
                 )
             built = self.plan_page(item)
             item = self.build_image(item, built)
             self.start_pod(item, built)
-            item = self.move(item, TargetState.READY, changes=TargetUpdate(pod=built.name))
-            self.event(item, "prepare", "ok", f"page Pod {built.name} is Ready")
+            item = self.move(
+                item,
+                TargetState.READY,
+                changes=TargetUpdate(pod=built.name),
+                then=("prepare", "ok", f"page Pod {built.name} is Ready"),
+            )
             return item
         except FATAL_BEFORE_SWITCH as e:
             return self.rollback(item, reason=str(e))
@@ -218,9 +236,11 @@ class Steps:
         )
         image = self.repository.at(digest)
         item = self.move(
-            item, item.target.state, changes=TargetUpdate(image=image, revision=built.revision)
+            item,
+            item.target.state,
+            changes=TargetUpdate(image=image, revision=built.revision),
+            then=("build", "ok", image),
         )
-        self.event(item, "build", "ok", image)
         return item
 
     def start_pod(self, item: WorkItem, built: PageBuild) -> None:
@@ -388,8 +408,12 @@ class Steps:
                 notice_id=item.notice.id,
                 restore_by=item.notice.end + self.settings.grace(),
             )
-        item = self.move(staged, staged.target.state, changes=TargetUpdate(pod=built.name))
-        self.event(item, "refresh", "ok", f"page Pod {built.name} now serves")
+        item = self.move(
+            staged,
+            staged.target.state,
+            changes=TargetUpdate(pod=built.name),
+            then=("refresh", "ok", f"page Pod {built.name} now serves"),
+        )
         self.cleanup(item, keep=built.name, images=[old_image] if old_image else [])
         return item
 
@@ -432,8 +456,8 @@ class Steps:
             item,
             TargetState.COMPLETED,
             changes=TargetUpdate(actual_end=self.clock(), forced=forced or None),
+            then=("complete", "ok", "forced restore" if forced else ""),
         )
-        self.event(item, "complete", "ok", "forced restore" if forced else "")
         return item
 
     def rollback(
@@ -454,12 +478,15 @@ class Steps:
                 switch.restore(self.api, ref=ref, page=service.selector, original=saved[0])
                 self.event(item, "restore", "ok", f"selector {saved[0]} (switched without record)")
         self.cleanup(item, keep=None, images=[item.target.image] if item.target.image else [])
-        item = self.move(item, to, expect=PRE_SWITCH)
-        self.event(
+        item = self.move(
             item,
-            "rollback" if to is TargetState.ROLLED_BACK else "cancel",
-            "ok",
-            "Service untouched",
+            to,
+            expect=PRE_SWITCH,
+            then=(
+                "rollback" if to is TargetState.ROLLED_BACK else "cancel",
+                "ok",
+                "Service untouched",
+            ),
         )
         return item
 

@@ -1,0 +1,195 @@
+"""Drift during a window: what other people do to the cluster while the page is up.
+
+A deleted maintenance Pod is back after one reconcile pass (one poll interval), before the
+start and during the window, and a running ``maint run`` does it within a poll interval of
+wall time; a selector that someone else changed is never overwritten, is reported once in the
+event log, and the window ends FAILED with that selector left in place.
+
+Mostly in-process with the settable clock (the passes are real, only "now" is chosen), against
+the real control plane and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes.client import CoreV1Api
+from kubernetes.client.exceptions import ApiException
+
+from maint import naming
+from maint.app import App
+from maint.notices import TargetState
+from tests.support.kubelet import JobResult
+from tests.support.processes import (
+    FAST_SETTINGS,
+    Stage,
+    make_stage,
+    ready_endpoints,
+    wait_until,
+)
+from tests.support.window import (
+    Clock,
+    Window,
+    make_app,
+    make_build_namespace,
+    settings_for,
+)
+
+pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
+
+
+@pytest.fixture
+def window(control_plane, k8s, kubelet, namespace, postgres_url, oci_registry) -> Iterator[Window]:
+    build_ns = make_build_namespace(k8s)
+    make_app(k8s, namespace)
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    settings = settings_for(
+        kubeconfig=str(control_plane.kubeconfig),
+        database_url=postgres_url,
+        build_namespace=build_ns,
+        image_repository=f"{oci_registry.host}/maint-page",
+        registry_insecure=True,
+        poll_interval=1,
+    )
+    clock = Clock()
+    lines: list[str] = []
+    app = App(settings=settings, clock=clock, say=lines.append)
+    app.store.upgrade()
+    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns, lines=lines)
+    try:
+        yield w
+    finally:
+        w.close()
+        CoreV1Api(k8s).delete_namespace(build_ns)
+
+
+def _delete_and_wait_gone(k8s, namespace: str, pod: str) -> None:
+    core = CoreV1Api(k8s)
+    uid = core.read_namespaced_pod(pod, namespace).metadata.uid
+
+    def gone() -> bool:
+        try:
+            return core.read_namespaced_pod(pod, namespace).metadata.uid != uid
+        except ApiException as e:
+            return e.status == 404
+
+    core.delete_namespaced_pod(pod, namespace)
+    wait_until(gone, timeout=15, what=f"Pod {pod} to be deleted")
+
+
+@pytest.mark.parametrize("phase", ["before start", "during the window"])
+def test_a_deleted_page_pod_is_back_after_one_pass(window, k8s, phase):
+    notice = window.add(start_in=600, length=600)
+    window.step()
+    if phase == "during the window":
+        window.clock.at(notice.start)
+        window.step()
+    target = window.notice(notice.id).targets[0]
+    assert target.state is (TargetState.READY if phase == "before start" else TargetState.ACTIVE)
+    _delete_and_wait_gone(k8s, window.namespace, target.pod)
+
+    window.clock.advance(window.app.settings.poll_interval)  # the next poll
+    started = time.monotonic()
+    window.step()
+    took = time.monotonic() - started
+    pod = CoreV1Api(k8s).read_namespaced_pod(target.pod, window.namespace)
+    assert any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+    if phase == "during the window":
+        assert wait_until(
+            lambda: ready_endpoints(k8s, window.namespace) == {target.pod},
+            timeout=15,
+            what="the Service to list the new page Pod",
+        )
+    outcomes = [(e.step, e.outcome) for e in window.app.store.events(notice.id)]
+    assert ("pod", "missing") in outcomes
+    assert outcomes.count(("pod", "created")) == 2
+    print(f"page Pod recreated and Ready in one pass ({took:.2f}s)")
+
+
+@pytest.fixture
+def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
+    made = make_stage(
+        control_plane=control_plane,
+        k8s=k8s,
+        kubelet=kubelet,
+        registry=oci_registry,
+        database_url=postgres_url,
+        workdir=tmp_path,
+    )
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_a_running_maint_brings_a_deleted_page_pod_back_within_a_poll_interval(stage, k8s, capsys):
+    poll = float(FAST_SETTINGS["poll_interval"])
+    notice = stage.add(start_in=4, length=60)
+    run = stage.run("maint")
+    wait_until(
+        lambda: stage.notice(notice.id).targets[0].state is TargetState.ACTIVE,
+        timeout=40,
+        what=f"the window to be active\n{run.tail()}",
+        interval=0.2,
+    )
+    pod = stage.notice(notice.id).targets[0].pod
+    core = CoreV1Api(k8s)
+    uid = core.read_namespaced_pod(pod, stage.namespace).metadata.uid
+
+    def back() -> bool:
+        try:
+            found = core.read_namespaced_pod(pod, stage.namespace)
+        except ApiException:
+            return False
+        ready = any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+        return found.metadata.uid != uid and ready
+
+    deleted = time.time()
+    core.delete_namespaced_pod(pod, stage.namespace)
+    wait_until(back, timeout=15, what=f"the page Pod to be back\n{run.tail()}", interval=0.05)
+    took = time.time() - deleted
+    # One pass notices (at most a poll away), then a create and the Pod's readiness.
+    assert took <= poll + 2, f"page Pod back {took:.2f}s after it was deleted"
+    assert stage.selector() == naming.page_selector(name=pod)
+    with capsys.disabled():
+        print(
+            f"\ndrift: a deleted page Pod was back and Ready {took:.2f}s later (poll {poll:.0f}s)"
+        )
+
+
+def test_a_foreign_selector_is_reported_once_and_never_overwritten(window, k8s):
+    notice = window.add(start_in=600, length=600)
+    window.step()
+    window.clock.at(notice.start)
+    window.step()
+    target = window.notice(notice.id).targets[0]
+    theirs = {"app": "web", "track": "canary"}
+    core = CoreV1Api(k8s)
+    core.patch_namespaced_service(
+        "web", window.namespace, [{"op": "replace", "path": "/spec/selector", "value": theirs}]
+    )
+
+    for _ in range(3):  # three polls inside the window
+        window.clock.advance(window.app.settings.poll_interval)
+        window.step()
+        assert core.read_namespaced_service("web", window.namespace).spec.selector == theirs
+    drift = [e for e in window.app.store.events(notice.id) if e.step == "drift"]
+    assert len(drift) == 1 and drift[0].outcome == "foreign"
+    assert "track" in drift[0].detail and "left as is" in drift[0].detail
+
+    window.clock.at(notice.end)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.FAILED
+    assert core.read_namespaced_service("web", window.namespace).spec.selector == theirs
+    conflict = [e for e in window.app.store.events(notice.id) if e.outcome == "conflict"]
+    assert len(conflict) == 1 and "not overwritten" in conflict[0].detail
+    # Later passes (and the forced restore after end + grace) leave it alone too.
+    window.clock.at(notice.end + window.app.settings.grace())
+    window.clock.advance(1)
+    window.step()
+    assert core.read_namespaced_service("web", window.namespace).spec.selector == theirs
+    assert core.read_namespaced_pod(target.pod, window.namespace).metadata.name == target.pod

@@ -152,6 +152,10 @@ class App:
             raise InvalidInput(f"--end {end} is in the past; use `maint notice end` to end now")
         if notice.targets and all(t.state.terminal for t in notice.targets):
             raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
+        if notice.cancelled_at is not None or any(
+            t.state is TargetState.RESTORING for t in notice.targets
+        ):
+            raise InvalidInput(f"notice {notice_id} is already ending; register a new notice")
         return self.store.set_window(notice_id, now=now, end=new_end)
 
     def render_preview(

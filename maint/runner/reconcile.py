@@ -68,6 +68,7 @@ class Runner:
         self.reported: set[tuple[int, str]] = set()
         self.rerun = False
         self.observed: dict[int, datetime] = {}
+        self.claimed: set[int] = set()  # targets whose claim this replica holds right now
         # `maint run` sweeps in a job of its own, which a hung database cannot hold up.
         self.sweep_in_pass = True
         self.on_step_done: Callable[[], None] = lambda: None
@@ -148,7 +149,7 @@ class Runner:
         """
         while not self._stopping.wait(self.settings.claim_ttl / 3):
             with self.lock:
-                busy = list(self.running)
+                busy = list(self.claimed)
             for target_id in busy:
                 try:
                     renewed = self._renew(target_id)
@@ -156,7 +157,7 @@ class Runner:
                     log.warning("cannot renew the claim on target %s: %s", target_id, e)
                     continue
                 with self.lock:
-                    lost = not renewed and target_id in self.running  # not just released
+                    lost = not renewed and target_id in self.claimed  # not just released
                 if lost:
                     log.warning("lost the claim on target %s to another replica", target_id)
 
@@ -187,7 +188,13 @@ class Runner:
             with self.lock:
                 self.running.pop(item.target.id, None)
             return
-        self._work(item, step)
+        with self.lock:
+            self.claimed.add(item.target.id)
+        try:
+            self._work(item, step)
+        finally:
+            with self.lock:
+                self.claimed.discard(item.target.id)
 
     def _work(self, item: WorkItem, step: Step) -> None:
         try:

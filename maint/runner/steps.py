@@ -470,6 +470,7 @@ class Steps:
         self.event(
             item, "rollback" if to is TargetState.ROLLED_BACK else "cancel", "started", reason
         )
+        untouched = True
         if item.target.pod is not None:
             ref = item.target.ref
             service = cluster.get_service(self.api, namespace=ref.namespace, name=ref.name)
@@ -477,6 +478,7 @@ class Steps:
             if service.selector == naming.page_selector(name=item.target.pod) and saved:
                 switch.restore(self.api, ref=ref, page=service.selector, original=saved[0])
                 self.event(item, "restore", "ok", f"selector {saved[0]} (switched without record)")
+                untouched = False
         self.cleanup(item, keep=None, images=[item.target.image] if item.target.image else [])
         item = self.move(
             item,
@@ -485,7 +487,7 @@ class Steps:
             then=(
                 "rollback" if to is TargetState.ROLLED_BACK else "cancel",
                 "ok",
-                "Service untouched",
+                "Service untouched" if untouched else "Service restored to its original selector",
             ),
         )
         return item

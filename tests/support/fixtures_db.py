@@ -9,6 +9,7 @@ created database, which makes tests independent and lets them run in any order.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,11 +65,21 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     try:
         yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
-            # WITH (FORCE): a leaked pool connection from the test must not leak the database.
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        # WITH (FORCE): a leaked pool connection from the test must not leak the database.
+        # Retried: an autovacuum worker in it can make one attempt fail (InsufficientPrivilege).
+        for attempt in range(5):
+            try:
+                with psycopg.connect(_conninfo(admin), autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+                break
+            except psycopg.Error:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
 
 
 @pytest.fixture(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from maint.cluster import Cluster
 from maint.errors import DatabaseUnavailable, MaintError
-from maint.notices import NoticeStore, WorkItem
+from maint.notices import NoticeStore, TargetState, WorkItem
 from maint.runner.overdue import restore_overdue
 from maint.runner.steps import Steps, describe
 from maint.runner.transitions import Step, decide
@@ -239,8 +239,6 @@ class Runner:
         elif step is Step.ROLLBACK:
             self.steps.rollback(item, reason="the window ended before the page was switched in")
         elif step is Step.CANCEL:
-            from maint.notices import TargetState
-
             self.steps.rollback(item, reason="cancelled by an operator", to=TargetState.CANCELLED)
 
     def _renew(self, target_id: int) -> bool:

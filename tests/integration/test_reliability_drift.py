@@ -19,7 +19,6 @@ from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from maint import naming
-from maint.app import App
 from maint.notices import TargetState
 from tests.support.kubelet import JobResult
 from tests.support.processes import (
@@ -30,11 +29,8 @@ from tests.support.processes import (
     wait_until,
 )
 from tests.support.window import (
-    Clock,
     Window,
-    make_app,
-    make_build_namespace,
-    settings_for,
+    open_window,
 )
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
@@ -42,29 +38,18 @@ pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 
 @pytest.fixture
 def window(control_plane, k8s, kubelet, namespace, postgres_url, oci_registry) -> Iterator[Window]:
-    build_ns = make_build_namespace(k8s)
-    make_app(k8s, namespace)
     kubelet.default_job_result = JobResult(
         succeeded=True, message=oci_registry.push_image("maint-page")
     )
-    settings = settings_for(
-        kubeconfig=str(control_plane.kubeconfig),
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
         database_url=postgres_url,
-        build_namespace=build_ns,
-        image_repository=f"{oci_registry.host}/maint-page",
-        registry_insecure=True,
+        registry=oci_registry,
         poll_interval=1,
-    )
-    clock = Clock()
-    lines: list[str] = []
-    app = App(settings=settings, clock=clock, say=lines.append)
-    app.store.upgrade()
-    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns, lines=lines)
-    try:
+    ) as w:
         yield w
-    finally:
-        w.close()
-        CoreV1Api(k8s).delete_namespace(build_ns)
 
 
 def _delete_and_wait_gone(k8s, namespace: str, pod: str) -> None:

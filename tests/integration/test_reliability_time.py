@@ -25,11 +25,8 @@ from tests.support.kubelet import JobResult
 from tests.support.processes import Stage, make_stage, wait_until
 from tests.support.window import (
     APP_LABELS,
-    Clock,
     Window,
-    make_app,
-    make_build_namespace,
-    settings_for,
+    open_window,
 )
 
 # --- offsets ----------------------------------------------------------------------------------
@@ -145,27 +142,17 @@ def test_the_page_shows_local_times_across_daylight_saving_changes(
 
 @pytest.fixture
 def window(control_plane, k8s, kubelet, namespace, postgres_url, oci_registry) -> Iterator[Window]:
-    build_ns = make_build_namespace(k8s)
-    make_app(k8s, namespace)
     kubelet.default_job_result = JobResult(
         succeeded=True, message=oci_registry.push_image("maint-page")
     )
-    settings = settings_for(
-        kubeconfig=str(control_plane.kubeconfig),
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
         database_url=postgres_url,
-        build_namespace=build_ns,
-        image_repository=f"{oci_registry.host}/maint-page",
-        registry_insecure=True,
-    )
-    clock = Clock()
-    app = App(settings=settings, clock=clock, say=lambda _line: None)
-    app.store.upgrade()
-    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns)
-    try:
+        registry=oci_registry,
+    ) as w:
         yield w
-    finally:
-        w.close()
-        CoreV1Api(k8s).delete_namespace(build_ns)
 
 
 @pytest.mark.k8s

@@ -24,6 +24,7 @@ from tests.support.window import (
     leftovers_after,
     make_app,
     make_build_namespace,
+    open_window,
     settings_for,
 )
 
@@ -67,25 +68,14 @@ def wait_endpoints(k8s, namespace: str, want: set[str], timeout: float = 20) -> 
 
 @pytest.fixture
 def window(control_plane, k8s, namespace, database_url, oci_registry) -> Iterator[Window]:
-    build_ns = make_build_namespace(k8s)
-    make_app(k8s, namespace)
-    settings = settings_for(
-        kubeconfig=str(control_plane.kubeconfig),
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
         database_url=database_url,
-        build_namespace=build_ns,
-        image_repository=f"{oci_registry.host}/maint-page",
-        registry_insecure=True,
-    )
-    clock = Clock()
-    lines: list[str] = []
-    app = App(settings=settings, clock=clock, say=lines.append)
-    app.store.upgrade()
-    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns, lines=lines)
-    try:
+        registry=oci_registry,
+    ) as w:
         yield w
-    finally:
-        w.close()
-        CoreV1Api(k8s).delete_namespace(build_ns)
 
 
 def test_whole_window_switches_endpoints_to_the_page_and_back_and_leaves_nothing(

@@ -8,6 +8,8 @@ reports the digest of an image the test really pushed to the registry.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -218,3 +220,37 @@ def leftovers_after(k8s: ApiClient, notice_id: int, timeout: float = 15) -> list
         time.sleep(0.2)
         found = managed_leftovers(k8s, notice_id)
     return found
+
+
+@contextmanager
+def open_window(
+    *,
+    control_plane: Any,
+    k8s: ApiClient,
+    namespace: str,
+    database_url: str,
+    registry: Any,
+    **overrides: Any,
+) -> Iterator[Window]:
+    """A ``Window`` with its own build namespace and the sample app in ``namespace``, pushing to
+    ``registry`` (the ``oci_registry`` fixture); removes the build namespace afterwards."""
+    build_ns = make_build_namespace(k8s)
+    make_app(k8s, namespace)
+    settings = settings_for(
+        kubeconfig=str(control_plane.kubeconfig),
+        database_url=database_url,
+        build_namespace=build_ns,
+        image_repository=f"{registry.host}/maint-page",
+        registry_insecure=True,
+        **overrides,
+    )
+    clock = Clock()
+    lines: list[str] = []
+    app = App(settings=settings, clock=clock, say=lines.append)
+    app.store.upgrade()
+    w = Window(app=app, clock=clock, namespace=namespace, build_namespace=build_ns, lines=lines)
+    try:
+        yield w
+    finally:
+        w.close()
+        CoreV1Api(k8s).delete_namespace(build_ns)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,9 +18,12 @@ from maint import build, cluster, naming, page, switch
 from maint.cluster import Cluster
 from maint.errors import InvalidInput, NotFound
 from maint.notices import Notice, NoticeStore, TargetState, new_notice, parse_time
+from maint.notices.validation import MAX_WINDOW
 from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
 from maint.runner.transitions import Window
 from maint.settings import Settings
+
+WAIT_PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines of `--wait`
 
 
 def say_stderr(line: str) -> None:
@@ -133,16 +137,25 @@ class App:
         return self.store.add(new, now=now, due_at=due_at(TargetState.SCHEDULED, window=window))
 
     def end_notice(self, notice_id: int, *, cancel: bool) -> Notice:
+        """Record "end now" or "cancel": only the database is written, the runner acts.
+
+        A cancel is a flag that ``decide`` reads in every state (before the switch: roll back;
+        after it: restore now), so nothing here depends on this shell's clock or settings.
+        """
         notice = self.store.get(notice_id)
         now = self.clock()
-        if notice.cancelled_at is not None or (
-            notice.targets and all(t.state.terminal for t in notice.targets)
-        ):
+        if notice.cancelled_at is not None:
+            raise InvalidInput(f"notice {notice_id} is already CANCELLED (or being cancelled)")
+        if notice.targets and all(t.state.terminal for t in notice.targets):
             raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
-        end = min(notice.end, now) if (not cancel or now >= notice.start) else notice.end
-        return self.store.set_window(notice_id, now=now, end=end, cancelled=cancel)
+        if cancel:
+            return self.store.set_window(
+                notice_id, now=now, end=notice.end, cancelled=True, intent="cancel"
+            )
+        return self.store.set_window(notice_id, now=now, end=min(notice.end, now), intent="end")
 
     def extend_notice(self, notice_id: int, *, end: str) -> Notice:
+        """Record a new end, validated like ``notice add``; the runner moves the page."""
         notice = self.store.get(notice_id)
         now = self.clock()
         new_end = parse_time(end, what="--end")
@@ -150,13 +163,39 @@ class App:
             raise InvalidInput(f"--end {end} must be after the start {notice.start.isoformat()}")
         if new_end <= now:
             raise InvalidInput(f"--end {end} is in the past; use `maint notice end` to end now")
+        if new_end - notice.start > MAX_WINDOW:
+            raise InvalidInput(
+                f"--end {end} makes the window longer than {MAX_WINDOW.days} days; "
+                "register a new notice for the rest"
+            )
         if notice.targets and all(t.state.terminal for t in notice.targets):
             raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
         if notice.cancelled_at is not None or any(
             t.state is TargetState.RESTORING for t in notice.targets
         ):
             raise InvalidInput(f"notice {notice_id} is already ending; register a new notice")
-        return self.store.set_window(notice_id, now=now, end=new_end)
+        return self.store.set_window(notice_id, now=now, end=new_end, intent="extend")
+
+    def wait_settled(
+        self, notice_id: int, *, timeout: float, say: Callable[[str], None]
+    ) -> Notice | None:
+        """Until every target of the notice is terminal, or None after ``timeout`` seconds.
+
+        Reads only the database: the scheduler (``maint run``) does the work.
+        """
+        deadline = time.monotonic() + timeout
+        told = 0.0
+        while True:
+            notice = self.store.get(notice_id)
+            if all(t.state.terminal for t in notice.targets):
+                return notice
+            if time.monotonic() >= deadline:
+                return None
+            if time.monotonic() - told >= WAIT_PROGRESS_EVERY:
+                told = time.monotonic()
+                live = ", ".join(f"{t.ref} {t.state.value}" for t in notice.targets)
+                say(f"waiting for `maint run` to finish notice {notice_id}: {live}")
+            time.sleep(0.2)
 
     def render_preview(
         self, notice: Notice, *, ports: Sequence[int] = (8080,)

@@ -50,9 +50,9 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int)
     _output(show)
     for verb, text in (("cancel", "cancel (restores at once if active)"), ("end", "end now")):
-        notice.add_parser(verb, help=text).add_argument("id", type=int)
-    extend = notice.add_parser("extend", help="move the end")
-    extend.add_argument("id", type=int)
+        _intent(notice.add_parser(verb, help=f"{text}: recorded; `maint run` acts on it"))
+    extend = notice.add_parser("extend", help="move the end: recorded; `maint run` acts on it")
+    _intent(extend)
     extend.add_argument("--end", required=True)
 
     preview = sub.add_parser("preview", help="render a notice's page")
@@ -67,6 +67,24 @@ def parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="forced restore from Service annotations, no DB")
     restore.add_argument("--overdue", action="store_true", required=True)
     return p
+
+
+def _intent(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", type=int)
+    p.add_argument("--wait", action="store_true", help="wait until `maint run` has acted")
+    p.add_argument(
+        "--timeout", type=_seconds, default=120.0, help="seconds --wait waits (default 120)"
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"{value!r}: give 0 < seconds <= 86400")
+    return seconds
 
 
 def _output(p: argparse.ArgumentParser) -> None:
@@ -191,13 +209,27 @@ def _notice(app: App, args: argparse.Namespace) -> int:
         return 0
     if verb in ("cancel", "end"):
         notice = app.end_notice(args.id, cancel=verb == "cancel")
-        print(f"notice {notice.id}: {verb} requested; the runner restores and cleans up")
-        return _run(app, once=True)
+        print(f"notice {notice.id}: {verb} recorded; `maint run` restores and cleans up")
+        return _wait(app, notice.id, timeout=args.timeout) if args.wait else 0
     if verb == "extend":
         notice = app.extend_notice(args.id, end=args.end)
-        print(f"notice {notice.id} now ends {notice.end.isoformat()}")
+        print(f"notice {notice.id}: extend recorded; it now ends {notice.end.isoformat()}")
         return 0
     raise AssertionError(verb)
+
+
+def _wait(app: App, notice_id: int, *, timeout: float) -> int:
+    done = app.wait_settled(notice_id, timeout=timeout, say=app.say)
+    if done is None:
+        print(
+            f"maint: notice {notice_id} not finished after {timeout:g}s; "
+            "is `maint run` running against this database?",
+            file=sys.stderr,
+        )
+        return 1
+    for t in done.targets:
+        print(f"notice {notice_id} {t.ref}: {t.state.value}")
+    return 0
 
 
 def _run(app: App, *, once: bool) -> int:

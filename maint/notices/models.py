@@ -70,7 +70,8 @@ class NoticeRow(Base):
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Moved by every operator intent: ``max(updated_at)`` is the scheduler's change marker.
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
     targets: Mapped[list[TargetRow]] = relationship(
         back_populates="notice", order_by="TargetRow.id", lazy="selectin"

@@ -141,9 +141,19 @@ class NoticeStore:
             return [_notice(row) for row in rows]
 
     def set_window(
-        self, notice_id: int, *, now: datetime, end: datetime, cancelled: bool = False
+        self,
+        notice_id: int,
+        *,
+        now: datetime,
+        end: datetime,
+        cancelled: bool = False,
+        intent: str = "",
     ) -> Notice:
-        """Move a notice's end (extend, end now) or mark it cancelled; the runner acts on it."""
+        """Record an operator's intent: move the end (extend, end now) or mark it cancelled.
+
+        Only data: the running scheduler sees ``updated_at`` move (``change_marker``) and acts.
+        ``intent`` is written to the event log in the same transaction.
+        """
         with self._session() as session, session.begin():
             row = session.get(NoticeRow, notice_id, with_for_update=True)
             if row is None:
@@ -155,8 +165,24 @@ class NoticeStore:
             for target in row.targets:
                 if not TargetState(target.state).terminal and row.maintenance:
                     target.due_at = now  # let the runner look at it at once
+            if intent:
+                session.add(
+                    EventRow(
+                        notice_id=row.id,
+                        target=None,
+                        at=now,
+                        step=intent,
+                        outcome="requested",
+                        detail=f"ends {end.isoformat()}" if not cancelled else "",
+                    )
+                )
             session.flush()
             return _notice(row)
+
+    def change_marker(self) -> datetime | None:
+        """Moves whenever a notice is added or an operator records an intent (one index probe)."""
+        with self._session() as session:
+            return session.scalar(select(func.max(NoticeRow.updated_at)))
 
     # --- the runner's view ----------------------------------------------------------------
     def due(self, *, now: datetime, horizon: timedelta) -> list[WorkItem]:

@@ -23,7 +23,7 @@ from maint.cluster import Cluster
 from maint.errors import DatabaseUnavailable, MaintError
 from maint.notices import NoticeStore, TargetState, WorkItem
 from maint.runner.overdue import restore_overdue
-from maint.runner.steps import Steps, describe
+from maint.runner.steps import Steps, Superseded, describe
 from maint.runner.transitions import Step, decide
 from maint.settings import Settings
 
@@ -175,60 +175,75 @@ class Runner:
             return True
 
     def _claim_and_work(self, item: WorkItem, step: Step) -> None:
+        """Claim, work, release: whatever any of it raises, the target is freed here.
+
+        A target left in ``running`` would never be looked at again by this replica.
+        """
+        target_id = item.target.id
+        claimed = False
         try:
             claimed = self.store.claim(
-                item.target.id,
+                target_id,
                 owner=self.owner,
                 now=self.clock(),
                 ttl=timedelta(seconds=self.settings.claim_ttl),
             )
-        except DatabaseUnavailable:
-            claimed = False
-        if not claimed:  # another replica works on it
-            with self.lock:
-                self.running.pop(item.target.id, None)
-            return
-        with self.lock:
-            self.claimed.add(item.target.id)
-        try:
-            self._work(item, step)
-        finally:
-            with self.lock:
-                self.claimed.discard(item.target.id)
-
-    def _work(self, item: WorkItem, step: Step) -> None:
-        try:
-            self._run(item, step)
-        except MaintError as e:
-            log.warning("%s %s of notice %s: %s", step.value, item.target.ref, item.notice.id, e)
-            # If the database is down too, the log line above is all we can leave.
-            with contextlib.suppress(MaintError):
-                self.steps.event(item, step.value, "retry", describe(e))
-            self.wake_at(self.clock() + timedelta(seconds=self.settings.step_retry_delay))
+            if claimed:  # else another replica works on it
+                with self.lock:
+                    self.claimed.add(target_id)
+                self._work(item, step)
+        except DatabaseUnavailable as e:
+            log.warning("%s of %s: %s", step.value, item.target.ref, e)
+            self._retry_later()
         except Exception:
             log.exception("unexpected error in %s of %s", step.value, item.target.ref)
+            self._retry_later()
         finally:
-            with contextlib.suppress(MaintError):  # else the claim expires on its own
-                self.store.release(item.target.id, owner=self.owner)
             with self.lock:
-                self.running.pop(item.target.id, None)
+                self.claimed.discard(target_id)
+            if claimed:
+                try:
+                    self.store.release(target_id, owner=self.owner)
+                except Exception as e:  # the claim then lapses on its own after one TTL
+                    log.warning("cannot release the claim on %s: %s", item.target.ref, e)
+            with self.lock:
+                self.running.pop(target_id, None)
                 rerun, self.rerun = self.rerun, False
             if rerun:
                 self.wake_at(self.clock())
             self.on_step_done()
 
+    def _retry_later(self) -> None:
+        self.wake_at(self.clock() + timedelta(seconds=self.settings.step_retry_delay))
+
+    def _work(self, item: WorkItem, step: Step) -> None:
+        try:
+            self._run(item, step)
+        except Superseded as e:
+            log.info("%s of %s: %s; deciding again", step.value, item.target.ref, e)
+            self.wake_at(self.clock())
+        except MaintError as e:
+            log.warning("%s %s of notice %s: %s", step.value, item.target.ref, item.notice.id, e)
+            # If the database is down too, the log line above is all we can leave.
+            with contextlib.suppress(MaintError):
+                self.steps.event(item, step.value, "retry", describe(e))
+            self._retry_later()
+
     def _run(self, item: WorkItem, step: Step) -> None:
-        # Re-read under the claim: another replica may have moved the target meanwhile.
+        # Re-read under the claim: another replica or an operator may have moved it meanwhile.
         item = self.store.target(item.target.id)
         step = decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
         if step is Step.PREPARE:
-            item = self.steps.prepare(item)
-            if (
-                decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
-                is Step.SWITCH
-            ):
-                self.steps.switch(item)  # preparation ran late: switch at once
-        elif step is Step.SWITCH:
+            self.steps.prepare(item)
+            # Preparation may have run late, and an intent may have come in while it built:
+            # decide again from what the database says now, never from what was read before.
+            item = self.store.target(item.target.id)
+            step = decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
+            if step is not Step.SWITCH:
+                if step in (Step.CANCEL, Step.ROLLBACK):
+                    self.wake_at(self.clock())
+                return
+        if step is Step.SWITCH:
             self.steps.switch(item)
         elif step is Step.OBSERVE:
             self.steps.observe(item, reported=self.reported)

@@ -24,6 +24,7 @@ from maint.runner.health import Heartbeat, serve_health
 from maint.runner.reconcile import Runner
 
 log = logging.getLogger(__name__)
+INTENT_POLL = 0.5  # seconds between looks at the change marker: intent acted on within 1 s
 
 
 class Scheduler:
@@ -35,9 +36,14 @@ class Scheduler:
         self.stopped = threading.Event()
         self.wanted = threading.Event()
         self.passing = threading.Lock()
+        self.marker: datetime | None = None
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(4), "sweep": ThreadPoolExecutor(1)},
+            executors={
+                "default": ThreadPoolExecutor(4),
+                "sweep": ThreadPoolExecutor(1),
+                "intents": ThreadPoolExecutor(1),
+            },
             job_defaults={"coalesce": True, "max_instances": 4, "misfire_grace_time": None},
         )
         runner.on_step_done = self.arm
@@ -61,6 +67,15 @@ class Scheduler:
             seconds=self.poll_interval,
             id="sweep",
             executor="sweep",
+            next_run_time=datetime.now(UTC),
+        )
+        # Intent (cancel, end, extend) is only data: look for it twice a second, not every poll.
+        self.scheduler.add_job(
+            self._watch_intents,
+            "interval",
+            seconds=INTENT_POLL,
+            id="intents",
+            executor="intents",
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
@@ -91,6 +106,25 @@ class Scheduler:
             finally:
                 self.passing.release()
         self.arm()
+
+    def _watch_intents(self) -> None:
+        """A pass at once when a notice was added or an operator recorded an intent."""
+        try:
+            marker = self.runner.store.change_marker()
+        except DatabaseUnavailable:
+            return
+        if marker != self.marker:
+            first, self.marker = self.marker is None, marker
+            if not first:
+                log.info("notices changed; reconciling now")
+                if self.scheduler.running:  # its own job id: a retry armed for later stays
+                    self.scheduler.add_job(
+                        self._pass,
+                        "date",
+                        run_date=datetime.now(UTC),
+                        id="intent",
+                        replace_existing=True,
+                    )
 
     def _sweep(self) -> None:
         self.runner.sweep(now=self.runner.clock())

@@ -27,7 +27,7 @@ from maint.errors import (
     StepTimeout,
 )
 from maint.notices import Event, NoticeStore, TargetState, TargetUpdate, WorkItem
-from maint.runner.transitions import Window, due_at
+from maint.runner.transitions import Step, Window, decide, due_at
 from maint.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 FATAL_BEFORE_SWITCH = (BuildFailed, StepTimeout, InvalidInput, NotFound, Forbidden)
 NO_CHANGES = TargetUpdate()
 PRE_SWITCH = (TargetState.SCHEDULED, TargetState.PREPARING, TargetState.READY)
+
+
+class Superseded(Conflict):
+    """An intent recorded a moment ago (cancel, end) changed what this step must do."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,15 @@ class Steps:
         self.say(
             f"notice {record.notice_id} {record.target}: {record.step} {record.outcome}{detail}"
         )
+
+    def confirm(self, item: WorkItem, step: Step) -> WorkItem:
+        """Re-read the notice and target right before a cluster write: ``Superseded`` unless
+        ``step`` is still what ``decide`` wants, so an intent recorded a moment ago wins."""
+        fresh = self.store.target(item.target.id)
+        wanted = decide(fresh.target.state, now=self.clock(), window=self.window(fresh))
+        if wanted.step is not step:
+            raise Superseded(f"{step.value} no longer due: {wanted.reason}")
+        return fresh
 
     def target_name(self, item: WorkItem) -> str:
         return naming.target_name(
@@ -275,6 +288,8 @@ class Steps:
         assert item.target.pod is not None
         try:
             self.ensure_pod(item)
+            item = self.confirm(item, Step.SWITCH)
+            assert item.target.pod is not None  # READY always has its page Pod
             result = switch.switch(
                 self.api,
                 ref=ref,

@@ -56,8 +56,10 @@ def decide(state: TargetState, *, now: datetime, window: Window) -> Decision:
         return Decision(Step.WAIT, "before the prepare lead")
     if now >= w.end + w.grace:
         return Decision(Step.FORCE_RESTORE, "end + grace passed")
+    if w.cancelled:  # switched (or restoring) and then cancelled: give the Service back now
+        return Decision(Step.RESTORE, "cancelled by an operator")
     if state is TargetState.RESTORING or now >= w.end:
-        return Decision(Step.RESTORE, "end reached" if not w.cancelled else "ended by an operator")
+        return Decision(Step.RESTORE, "end reached")
     return Decision(Step.OBSERVE, "in the window")
 
 

@@ -239,7 +239,14 @@ def test_cancel_before_start_marks_the_notice_cancelled(cli):
     notice_id = json.loads(out)["id"]
     code, _, err = cli("notice", "cancel", str(notice_id))
     assert code == 0, err
+    # Intent only: recorded, shown, and acted on by the runner (here one pass of it).
     _, out, _ = cli("notice", "show", str(notice_id), "-o", "json")
-    assert json.loads(out)["state"] == "CANCELLED"
+    shown = json.loads(out)
+    assert shown["cancelled_at"] is not None
+    assert ("cancel", "requested") in {(e["step"], e["outcome"]) for e in shown["events"]}
     code, _, err = cli("notice", "cancel", str(notice_id))
     assert code == 2 and "already CANCELLED" in err
+    code, _, err = cli("run", "--once")
+    assert code == 0, err
+    _, out, _ = cli("notice", "show", str(notice_id), "-o", "json")
+    assert json.loads(out)["state"] == "CANCELLED"

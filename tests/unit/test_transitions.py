@@ -39,6 +39,13 @@ def at(delta: timedelta) -> datetime:
         (S.READY, END, W, Step.ROLLBACK),
         (S.SCHEDULED, at(-LEAD * 3), CANCELLED, Step.CANCEL),
         (S.READY, START, CANCELLED, Step.CANCEL),
+        # a late prepare finished after the cancel: READY never switches
+        (S.READY, START + timedelta(minutes=5), CANCELLED, Step.CANCEL),
+        (S.PREPARING, START + timedelta(minutes=5), CANCELLED, Step.CANCEL),
+        # switched, then cancelled: restore now, long before the planned end
+        (S.ACTIVE, START + timedelta(minutes=1), CANCELLED, Step.RESTORE),
+        (S.RESTORING, START + timedelta(minutes=1), CANCELLED, Step.RESTORE),
+        (S.ACTIVE, END + GRACE, CANCELLED, Step.FORCE_RESTORE),
         (S.COMPLETED, END + GRACE * 10, W, Step.WAIT),
         (S.FAILED, END + GRACE * 10, W, Step.WAIT),
         (S.ROLLED_BACK, START, W, Step.WAIT),

@@ -23,6 +23,7 @@ SERVICE_ANNOTATIONS = (
     RESTORE_BY_ANNOTATION,
 )
 
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _STEM_MAX = 40  # + "-" + 5 hash + "-" + 8 revision = 55: room for a Job's Pod suffix (63 max)
 
 
@@ -50,3 +51,20 @@ def labels(*, notice_id: int, target: str) -> dict[str, str]:
 def page_selector(*, name: str) -> dict[str, str]:
     """The Service selector during the window: matches only this revision's page Pod."""
     return {MANAGED_BY: MANAGER, PAGE_LABEL: name}
+
+
+def is_page_selector(selector: object) -> str | None:
+    """The page Pod's name if ``selector`` is exactly what :func:`page_selector` makes, else None.
+
+    Exactly the two keys, ``managed-by`` equal to maint and a DNS-1123 label as the page name:
+    the forced restore acts on nothing else, since anyone who may edit a Service can write its
+    annotations.
+    """
+    if not isinstance(selector, dict) or set(selector) != {MANAGED_BY, PAGE_LABEL}:
+        return None
+    name = selector[PAGE_LABEL]
+    if selector[MANAGED_BY] != MANAGER or not isinstance(name, str):
+        return None
+    if not _DNS1123_LABEL.fullmatch(name):
+        return None
+    return name

@@ -1,8 +1,24 @@
 """The forced restore: from the Service annotations alone, no database, no build side.
 
 ``maint restore --overdue`` (fit for a CronJob) and every pass of ``maint run`` call this, so a
-window whose database or controller is broken still ends by ``end + grace``. Only a Service that
-still selects the page recorded in its own annotation is touched; any other selector is left.
+window whose database or controller is broken still ends by ``end + grace``.
+
+Anyone who may patch a Service can write its annotations, while maint may delete Pods
+cluster-wide, so the sweep trusts only the exact shape maint itself writes:
+
+- The page selector must be exactly ``naming.page_selector(name=X)`` (maint's ``managed-by``
+  and ``maint.io/page=X``, nothing else, X a DNS-1123 label); the original selector a non-empty
+  map of strings; ``maint.io/notice`` a notice id. Anything else is reported for that Service
+  ("left alone") and never acted on.
+- The selector is put back only if the Service still selects that page (``switch.restore``);
+  Pods are deleted only if they carry maint's ``managed-by``, ``maint.io/page=X`` *and*
+  ``maint.io/notice`` equal to the Service's annotation (listed by that full label set).
+- An unreadable ``maint.io/restore-by``, or one without a UTC offset, is reported as
+  ``skipped`` and not acted on. maint always writes an aware ISO 8601 instant, so such a value
+  was written by someone else; acting on it would let that someone trigger the Pod deletion
+  early. Such a Service still ends through the normal, database-backed path.
+- Each Service is handled in isolation: any error for one becomes a ``failed`` result for it
+  and the sweep goes on with the others.
 """
 
 from __future__ import annotations
@@ -12,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from maint import cluster, naming, switch
-from maint.cluster import Cluster
-from maint.errors import MaintError
+from maint.cluster import Cluster, ServiceInfo
 from maint.notices import ServiceRef
+from maint.switch.selector import maint_page
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +52,53 @@ def restore_overdue(
         else cluster.list_annotated_services(api, annotation=naming.RESTORE_BY_ANNOTATION)
     )
     for service in services:
-        deadline = service.annotations.get(naming.RESTORE_BY_ANNOTATION)
-        saved = switch.saved_state(service)
-        if deadline is None or saved is None:
+        if naming.RESTORE_BY_ANNOTATION not in service.annotations:
             continue
-        try:
-            overdue = datetime.fromisoformat(deadline) <= now
-        except ValueError:
-            overdue = True  # an unreadable deadline must not keep a Service switched forever
-        if not overdue:
-            continue
-        original, page = saved
         ref = ServiceRef(namespace=service.namespace, name=service.name)
         try:
-            result = switch.restore(api, ref=ref, page=page, original=original)
-            if result.outcome is not switch.RestoreOutcome.FOREIGN:
-                for pod in cluster.list_managed(
-                    api, kind="Pod", labels=page, namespace=service.namespace
-                ):
-                    cluster.delete(api, kind="Pod", namespace=pod.namespace, name=pod.name)
-            results.append(OverdueResult(str(ref), result.outcome.value, f"selector {result.live}"))
-        except MaintError as e:
+            result = _restore_one(api, service, ref=ref, now=now)
+        except Exception as e:  # one Service's failure never stops the sweep of the others
             log.error("forced restore of %s failed: %s", ref, e)
-            results.append(OverdueResult(str(ref), "failed", str(e)))
+            result = OverdueResult(str(ref), "failed", str(e) or type(e).__name__)
+        if result is not None:
+            results.append(result)
     return results
+
+
+def _restore_one(
+    api: Cluster, service: ServiceInfo, *, ref: ServiceRef, now: datetime
+) -> OverdueResult | None:
+    """The result for one annotated Service, or None while it is not overdue."""
+    raw = service.annotations[naming.RESTORE_BY_ANNOTATION]
+    try:
+        deadline = datetime.fromisoformat(raw)
+    except ValueError:
+        return _skipped(ref, f"unreadable {naming.RESTORE_BY_ANNOTATION} {raw!r}; left alone")
+    if deadline.utcoffset() is None:
+        return _skipped(
+            ref, f"{naming.RESTORE_BY_ANNOTATION} {raw!r} has no UTC offset; left alone"
+        )
+    if deadline > now:
+        return None
+    saved = switch.saved_state(service)
+    if saved is None:
+        return _skipped(ref, "no readable saved selectors; left alone")
+    original, page = saved
+    name = maint_page(page)
+    if name is None:
+        return _skipped(ref, f"not maint's page selector {page}; left alone")
+    notice = service.annotations.get(naming.NOTICE_ANNOTATION, "")
+    if not (notice.isascii() and notice.isdigit() and str(int(notice)) == notice):
+        return _skipped(ref, f"unreadable {naming.NOTICE_ANNOTATION} {notice!r}; left alone")
+    page = naming.page_selector(name=name)
+    restored = switch.restore(api, ref=ref, page=page, original=original)
+    if restored.outcome is not switch.RestoreOutcome.FOREIGN:
+        pods = page | {naming.NOTICE_LABEL: notice}
+        for pod in cluster.list_managed(api, kind="Pod", labels=pods, namespace=service.namespace):
+            if all(pod.labels.get(k) == v for k, v in pods.items()):
+                cluster.delete(api, kind="Pod", namespace=pod.namespace, name=pod.name)
+    return OverdueResult(str(ref), restored.outcome.value, f"selector {restored.live}")
+
+
+def _skipped(ref: ServiceRef, why: str) -> OverdueResult:
+    return OverdueResult(str(ref), "skipped", why)

@@ -24,6 +24,7 @@ from maint.naming import (
     PAGE_SELECTOR_ANNOTATION,
     RESTORE_BY_ANNOTATION,
     SERVICE_ANNOTATIONS,
+    is_page_selector,
 )
 from maint.notices import ServiceRef
 
@@ -120,15 +121,31 @@ def restore(
 
 
 def saved_state(service: ServiceInfo) -> tuple[dict[str, str], dict[str, str]] | None:
-    """(original, page) selectors recorded on a switched Service, or None."""
+    """(original, page) selectors recorded on a switched Service, or None.
+
+    None unless both annotations are JSON objects of strings to strings and the original is not
+    empty (what :func:`switch` writes); the page's shape is checked by :func:`maint_page`.
+    """
     try:
         original = json.loads(service.annotations[ORIGINAL_SELECTOR_ANNOTATION])
         page = json.loads(service.annotations[PAGE_SELECTOR_ANNOTATION])
     except (KeyError, ValueError):
         return None
-    if not isinstance(original, dict) or not isinstance(page, dict):
+    if not _string_map(original) or not _string_map(page) or not original:
         return None
-    return {str(k): str(v) for k, v in original.items()}, {str(k): str(v) for k, v in page.items()}
+    return dict(original), dict(page)
+
+
+def maint_page(page: dict[str, str]) -> str | None:
+    """The page Pod's name if ``page`` is exactly the selector maint writes
+    (``naming.page_selector(name=...)``), else None: a forged selector is never acted on."""
+    return is_page_selector(page)
+
+
+def _string_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
 
 
 def _saved_original(service: ServiceInfo) -> dict[str, str]:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", help="render a notice's page")
     preview.add_argument("id", type=int)
     preview.add_argument("--out", type=Path, default=Path("preview"))
-    preview.add_argument("--serve", type=int, metavar="PORT")
+    preview.add_argument("--serve", type=_port, metavar="PORT")
     preview.add_argument("--configmap", action="store_true")
 
     run = sub.add_parser("run", help="the scheduler")
@@ -87,21 +88,31 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a port 1..65535")
+    return port
+
+
 def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    undecodable = _undecodable(argv)
+    if undecodable is not None:
+        print(f"maint: error: {undecodable} is not valid UTF-8", file=sys.stderr)
+        return 2
     try:
         args = parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors: keep argparse's exit code
         return e.code if isinstance(e.code, int) else 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     try:
         settings = Settings()
     except ValidationError as e:
@@ -124,6 +135,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.close()
 
 
+# Loggers that stay at WARNING even with -v: botocore's DEBUG output has whole signed
+# requests, the IRSA session token (X-Amz-Security-Token) among them.
+QUIET_LOGGERS = ("kubernetes", "botocore", "boto3", "urllib3", "s3transfer")
+
+
+def configure_logging(*, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _undecodable(argv: Sequence[str]) -> str | None:
+    """Which argument holds bytes that are not UTF-8 (Python decodes them to lone surrogates)."""
+    for index, arg in enumerate(argv):
+        if _is_utf8(arg):
+            continue
+        option, sep, _ = arg.partition("=")
+        if arg.startswith("--") and sep and _is_utf8(option):
+            return f"the value of {option}"
+        previous = argv[index - 1] if index else ""
+        if previous.startswith("-") and _is_utf8(previous):
+            return f"the value of {previous}"
+        return f"argument {index + 1}"
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str, *, keep: str = "") -> str:
+    """``text`` with every control character (and undecodable byte) but ``keep`` escaped.
+
+    Stored titles and reasons may predate input validation: printed raw, ESC, BEL or a C1
+    character would reach the operator's terminal as an escape sequence.
+    """
+    out = []
+    for char in text:
+        if char in keep:
+            out.append(char)
+        elif unicodedata.category(char) in ("Cc", "Cs"):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _print_json(data: object) -> None:
+    """JSON escapes C0 characters in strings but, without ``ensure_ascii``, prints DEL, C1
+    and lone surrogates raw: escape those too (still valid JSON, same value when parsed).
+    They can only occur inside strings; the layout's newlines are left alone."""
+    print("".join(f"\\u{ord(c):04x}" if _json_unsafe(c) else c for c in dumps(data)))
+
+
+def _json_unsafe(char: str) -> bool:
+    return "\x7f" <= char <= "\x9f" or "\ud800" <= char <= "\udfff"
+
+
 def _dispatch(app: App, args: argparse.Namespace) -> int:
     command = args.command
     if command == "db":
@@ -133,16 +211,32 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
     if command == "notice":
         return _notice(app, args)
     if command == "preview":
+        # Every check first (the notice, --out, the port is free), then the writes.
+        out = _preview_dir(args.out)
         notice = app.store.get(args.id)
         context = app.render_preview(notice)
-        for path in app.write_preview(context, args.out):
-            print(path)
-        if args.configmap:
-            print(f"stored in ConfigMap {app.preview_configmap(notice, context)}")
+        server = None
         if args.serve is not None:
-            print(f"serving the page on http://127.0.0.1:{args.serve}/ (Ctrl-C stops)")
-            with contextlib.suppress(KeyboardInterrupt):
-                page.serve(context, port=args.serve)
+            try:
+                server = page.make_server(context, port=args.serve)
+            except OSError as e:
+                raise InvalidInput(f"--serve {args.serve}: {e.strerror or e}") from e
+        try:
+            try:
+                written = app.write_preview(context, out)
+            except OSError as e:
+                raise MaintError(f"cannot write the preview to {str(out)!r}: {e}") from e
+            for path in written:
+                print(path)
+            if args.configmap:
+                print(f"stored in ConfigMap {app.preview_configmap(notice, context)}")
+            if server is not None:
+                print(f"serving the page on http://127.0.0.1:{args.serve}/ (Ctrl-C stops)")
+                with contextlib.suppress(KeyboardInterrupt):
+                    server.serve_forever()
+        finally:
+            if server is not None:
+                server.server_close()
         return 0
     if command == "run":
         return _run(app, once=args.once)
@@ -161,6 +255,17 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
 
 
 _DONE = {"COMPLETED", "ROLLED_BACK", "CANCELLED"}
+
+
+def _preview_dir(out: Path) -> Path:
+    """``--out``: a directory, or a path whose nearest existing ancestor is one."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "--out" if path == out else f"--out {str(out)!r}: {str(path)!r}"
+                raise InvalidInput(f"{what} exists and is not a directory")
+            return out
+    return out
 
 
 def _notice(app: App, args: argparse.Namespace) -> int:
@@ -191,20 +296,21 @@ def _notice(app: App, args: argparse.Namespace) -> int:
         notice = app.store.get(args.id)
         events = app.store.events(notice.id)
         if args.output == "json":
-            print(dumps(notice_json(notice, now=now, events=events)))
+            _print_json(notice_json(notice, now=now, events=events))
             return 0
-        print(f"notice {notice.id}: {notice.title} [{notice.state(now)}]")
+        print(f"notice {notice.id}: {_printable(notice.title)} [{notice.state(now)}]")
         print(
             f"  window  {notice.start.isoformat()} .. {notice.end.isoformat()}  lang={notice.lang}"
         )
-        print(f"  reason  {notice.reason}")
+        reason = _printable(notice.reason, keep="\n\t").replace("\n", "\n          ")
+        print(f"  reason  {reason}")
         for t in notice.targets:
             print(f"  target  {t.ref}  {t.state.value}  pod={t.pod or '-'}  image={t.image or '-'}")
         print("  events")
         for e in events:
             print(
                 f"    {e.at.isoformat(timespec='seconds')}  {e.target or '-':<24} "
-                f"{e.step:<13} {e.outcome:<9} {e.detail}"
+                f"{e.step:<13} {e.outcome:<9} {_printable(e.detail)}"
             )
         return 0
     if verb in ("cancel", "end"):
@@ -255,14 +361,14 @@ def _run(app: App, *, once: bool) -> int:
 def _print_notices(app: App, notices: list[Notice], output: str) -> None:
     now = app.clock()
     if output == "json":
-        print(dumps([notice_json(n, now=now) for n in notices]))
+        _print_json([notice_json(n, now=now) for n in notices])
         return
     print(f"{'ID':>5}  {'STATE':<12} {'START':<25} {'END':<25} {'TARGETS':<30} TITLE")
     for n in notices:
         targets = ",".join(str(t.ref) for t in n.targets) or "-"
         print(
             f"{n.id:>5}  {n.state(now):<12} {n.start.isoformat(timespec='seconds'):<25} "
-            f"{n.end.isoformat(timespec='seconds'):<25} {targets:<30} {n.title}"
+            f"{n.end.isoformat(timespec='seconds'):<25} {targets:<30} {_printable(n.title)}"
         )
 
 

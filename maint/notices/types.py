@@ -9,7 +9,8 @@ from enum import StrEnum
 
 from maint.errors import InvalidInput
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Used with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing newline.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 class TargetState(StrEnum):
@@ -55,7 +56,7 @@ class ServiceRef:
         if not sep or not namespace or not name or "/" in name:
             raise InvalidInput(f"target {value!r} must be NAMESPACE/SERVICE, e.g. shop/web")
         for part, limit in ((namespace, 63), (name, 63)):
-            if len(part) > limit or not _DNS1123_LABEL.match(part):
+            if len(part) > limit or not _DNS1123_LABEL.fullmatch(part):
                 raise InvalidInput(
                     f"target {value!r}: {part!r} is not a valid Kubernetes name "
                     "(lowercase letters, digits and '-', at most 63 characters)"

@@ -6,6 +6,7 @@ exists and has a selector) before anything is stored.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -34,6 +35,24 @@ def parse_time(value: str, *, what: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def check_text(value: str, *, what: str, allowed: str = "") -> None:
+    """``InvalidInput`` if ``value`` holds a control character (Unicode ``Cc``) not in ``allowed``.
+
+    Stored text is printed to operators' terminals later: ESC, BEL, DEL or a C1 character
+    would be an escape-sequence injection. Lone surrogates (undecodable bytes) are refused too.
+    """
+    for position, char in enumerate(value, start=1):
+        category = unicodedata.category(char)
+        if category == "Cs":
+            raise InvalidInput(f"{what} is not valid UTF-8 (character {position})")
+        if category == "Cc" and char not in allowed:
+            hint = "only newline and tab are allowed" if allowed else "use printable text only"
+            raise InvalidInput(
+                f"{what} contains the control character U+{ord(char):04X} at character "
+                f"{position}; {hint}"
+            )
+
+
 def new_notice(
     *,
     title: str,
@@ -51,10 +70,12 @@ def new_notice(
     reason = reason.strip()
     if not title:
         raise InvalidInput("--title must not be empty")
+    check_text(title, what="--title")
     if len(title) > TITLE_MAX:
         raise InvalidInput(f"--title is {len(title)} characters; at most {TITLE_MAX}")
     if not reason:
         raise InvalidInput("--reason must not be empty")
+    check_text(reason, what="--reason", allowed="\n\t")
     if len(reason) > REASON_MAX:
         raise InvalidInput(f"--reason is {len(reason)} characters; at most {REASON_MAX}")
     if lang not in LANGS:

@@ -6,6 +6,9 @@ Runs ``maint`` in-process against the real control plane and both databases.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +16,7 @@ from kubernetes.client import CoreV1Api
 
 from maint.cli import main
 from maint.notices import NoticeStore
+from maint.notices.types import NewNotice
 from tests.support.window import make_app
 
 pytestmark = pytest.mark.k8s
@@ -75,6 +79,21 @@ BAD_INPUTS = [
     ("selector-less Service", {"--target": "{ns}/bare"}, "no selector"),
     ("unsupported language", {"--lang": "fr"}, "invalid choice"),
     ("window too long", {"--end": iso(60 * 24 * 15)}, "longer than 14 days"),
+    # Control characters would reach an operator's terminal raw when the notice is listed.
+    ("ESC in title", {"--title": "Planned \x1b[2J maintenance"}, "control character U+001B"),
+    ("BEL in title", {"--title": "Planned\x07"}, "control character U+0007"),
+    ("DEL in title", {"--title": "Plan\x7fned"}, "control character U+007F"),
+    ("C1 CSI in title", {"--title": "Planned \x9b31m"}, "control character U+009B"),
+    ("newline in title", {"--title": "Planned\nmaintenance"}, "control character U+000A"),
+    ("tab in title", {"--title": "Planned\tmaintenance"}, "control character U+0009"),
+    ("ESC in reason", {"--reason": "DB\n\tupgrade \x1b]0;x\x07"}, "control character U+001B"),
+    ("CR in reason", {"--reason": "DB\r\nupgrade"}, "control character U+000D"),
+    # What Python makes of bytes that are not UTF-8 (surrogateescape); see also the subprocess
+    # test below, which passes the raw bytes.
+    ("invalid UTF-8 title", {"--title": os.fsdecode(b"Planned \xff")}, "is not valid UTF-8"),
+    ("invalid UTF-8 target", {"--target": os.fsdecode(b"{ns}/w\xc3")}, "is not valid UTF-8"),
+    ("trailing newline in target", {"--target": "{ns}/web\n"}, "not a valid Kubernetes name"),
+    ("trailing newline in namespace", {"--target": "{ns}\n/web"}, "not a valid Kubernetes name"),
 ]
 
 
@@ -168,23 +187,9 @@ def test_times_with_any_offset_are_stored_in_utc(cli):
 
 
 def test_announcement_only_notice_is_listed_and_never_switched(cli):
-    code, out, _ = cli(
-        "notice",
-        "add",
-        "--title",
-        "Heads-up",
-        "--reason",
-        "R",
-        "--start",
-        iso(30),
-        "--end",
-        iso(90),
-        "--no-maintenance",
-        "-o",
-        "json",
-    )
-    assert code == 0
+    _announcement(cli, title="Heads-up")
     code, out, _ = cli("notice", "list", "-o", "json")
+    assert code == 0
     assert [n["title"] for n in json.loads(out)] == ["Heads-up"]
     assert json.loads(out)[0]["maintenance"] is False
 
@@ -250,3 +255,164 @@ def test_cancel_before_start_marks_the_notice_cancelled(cli):
     assert code == 0, err
     _, out, _ = cli("notice", "show", str(notice_id), "-o", "json")
     assert json.loads(out)["state"] == "CANCELLED"
+
+
+def test_invalid_utf8_bytes_in_argv_exit_2_with_one_line(cli):
+    env = os.environ | {
+        "MAINT_DATABASE_URL": cli.database_url,
+        "MAINT_KUBECONFIG": os.environ["MAINT_KUBECONFIG"],
+    }
+    base = [b"notice", b"add", b"--reason", b"R", b"--start", iso(30).encode()]
+    base += [b"--end", iso(90).encode(), b"--target", f"{cli.namespace}/web".encode()]
+    for argv, named in (
+        ([b"--title", b"Planned \xff\xfe"], "--title"),
+        ([b"--title=Planned \xc3("], "--title"),
+        ([b"--title", b"T", b"--lang", b"\xe9n"], "--lang"),
+    ):
+        done = subprocess.run(
+            [os.fsencode(sys.executable), b"-m", b"maint", *base, *argv],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        err = done.stderr.decode()
+        assert done.returncode == 2, (argv, err)
+        assert err.strip().splitlines() == [
+            f"maint: error: the value of {named} is not valid UTF-8"
+        ]
+        assert "Traceback" not in err
+    assert notice_count(cli.database_url) == 0
+
+
+def _store_raw(database_url: str, *, title: str, reason: str) -> int:
+    """A row as an older maint (no control-character check) may have stored it."""
+    store = NoticeStore(database_url)
+    try:
+        now = datetime.now(UTC)
+        notice = store.add(
+            NewNotice(
+                title=title,
+                reason=reason,
+                lang="en",
+                maintenance=False,
+                start=now + timedelta(hours=1),
+                end=now + timedelta(hours=2),
+                targets=(),
+            ),
+            now=now,
+            due_at=None,
+        )
+        return notice.id
+    finally:
+        store.close()
+
+
+def test_stored_control_characters_are_printed_escaped(cli):
+    title = "evil \x1b[2J\x07 \x7f \x9b31m"
+    reason = "line one\n\tline two \x1b]0;owned\x07"
+    notice_id = _store_raw(cli.database_url, title=title, reason=reason)
+    raw = {"\x1b", "\x07", "\x7f", "\x9b"}
+
+    code, out, _ = cli("notice", "list")
+    assert code == 0
+    assert not raw & set(out)
+    assert "evil \\x1b[2J\\x07 \\x7f \\x9b31m" in out
+
+    code, out, _ = cli("notice", "show", str(notice_id))
+    assert code == 0
+    assert not raw & set(out)
+    assert f"notice {notice_id}: evil \\x1b[2J\\x07 \\x7f \\x9b31m" in out
+    # A reason keeps its newline and tab (continuation lines indented), nothing else.
+    assert "  reason  line one\n          \tline two \\x1b]0;owned\\x07\n" in out
+
+    for argv in (
+        ("notice", "list", "-o", "json"),
+        ("notice", "show", str(notice_id), "-o", "json"),
+    ):
+        code, out, _ = cli(*argv)
+        assert code == 0
+        assert not raw & set(out)
+        data = json.loads(out)
+        shown = data[0] if isinstance(data, list) else data
+        assert (shown["title"], shown["reason"]) == (title, reason)
+
+
+def test_reason_may_hold_newlines_and_tabs(cli):
+    code, out, err = cli(
+        "notice",
+        "add",
+        "--title",
+        "T",
+        "--reason",
+        "line one\n\tline two",
+        "--start",
+        iso(30),
+        "--end",
+        iso(90),
+        "--no-maintenance",
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["reason"] == "line one\n\tline two"
+
+
+def _announcement(cli, *, title: str = "T") -> str:
+    code, out, err = cli(
+        "notice",
+        "add",
+        "--title",
+        title,
+        "--reason",
+        "R",
+        "--start",
+        iso(30),
+        "--end",
+        iso(90),
+        "--no-maintenance",
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    return str(json.loads(out)["id"])
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
+def test_preview_with_a_bad_port_exits_2_and_writes_nothing(cli, tmp_path, port):
+    notice_id = _announcement(cli)
+    out_dir = tmp_path / "preview"
+    code, out, err = cli("preview", notice_id, "--out", str(out_dir), "--serve", port)
+    assert code == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "--serve" in err
+    assert out == ""
+    assert not out_dir.exists()
+
+
+def test_preview_into_an_existing_file_exits_2_and_writes_nothing(cli, tmp_path):
+    notice_id = _announcement(cli)
+    root = tmp_path / "out"
+    root.mkdir()
+    blocker = root / "file"
+    blocker.write_text("keep me")
+    for out_dir in (blocker, blocker / "sub"):
+        code, out, err = cli("preview", notice_id, "--out", str(out_dir))
+        assert code == 2, (out, err)
+        assert len(err.strip().splitlines()) == 1 and "not a directory" in err
+    assert blocker.read_text() == "keep me"
+    assert sorted(p.name for p in root.iterdir()) == ["file"]
+
+
+def test_preview_on_a_busy_port_exits_2_and_writes_nothing(cli, tmp_path):
+    import socket
+
+    notice_id = _announcement(cli)
+    out_dir = tmp_path / "preview"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = cli("preview", notice_id, "--out", str(out_dir), "--serve", str(port))
+    assert code == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1 and f"--serve {port}" in err
+    assert not out_dir.exists()

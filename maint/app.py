@@ -17,7 +17,7 @@ from typing import Any
 from maint import build, cluster, naming, page, switch
 from maint.cluster import Cluster
 from maint.errors import InvalidInput, NotFound
-from maint.notices import Notice, NoticeStore, TargetState, new_notice, parse_time
+from maint.notices import DatabaseLimits, Notice, NoticeStore, TargetState, new_notice, parse_time
 from maint.notices.validation import MAX_WINDOW
 from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
 from maint.runner.transitions import Window
@@ -43,8 +43,19 @@ class App:
     def store(self) -> NoticeStore:
         if self._store is None:
             # + the pass, the claim renewer and the forced-restore sweep
+            s = self.settings
             self._store = NoticeStore(
-                self.settings.database_url, connections=self.settings.workers + 3
+                s.database_url,
+                connections=s.workers + 3,
+                limits=DatabaseLimits(
+                    pool_timeout=s.database_pool_timeout,
+                    statement_timeout=s.database_statement_timeout,
+                    reply_timeout=s.database_reply_timeout,
+                    keepalives_idle=s.database_keepalives_idle,
+                    keepalives_interval=s.database_keepalives_interval,
+                    keepalives_count=s.database_keepalives_count,
+                    tcp_user_timeout=s.database_tcp_user_timeout,
+                ),
             )
         return self._store
 

@@ -27,6 +27,41 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the notices database. SQLite file by default so a first try needs
     nothing; production uses PostgreSQL (``postgresql+psycopg://…``) so replicas share state."""
 
+    # Fail fast: with these defaults a query to a black-holed or hung PostgreSQL fails as
+    # "database unavailable" within about 15 s (the reply timeout on the pool's ping, then one
+    # reconnect bounded by the 10 s connect timeout), well inside a pass and a claim TTL.
+    database_pool_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a thread waits for a free pooled connection before "database unavailable". The
+    pool holds ``workers`` + 3 connections (no overflow), one per thread that may need one, so
+    a wait this long means connections are hung, not merely busy."""
+
+    database_statement_timeout: float = Field(default=4.0, gt=0)
+    """Seconds the PostgreSQL server lets one statement run (``statement_timeout``). maint's
+    queries are index probes of milliseconds; 4 s only stops one stuck on a lock or a bad
+    plan, and it keeps an advisory-lock wait in ``notice add`` bounded."""
+
+    database_reply_timeout: float = Field(default=5.0, gt=0)
+    """Seconds maint waits for any answer from PostgreSQL (a query, a commit, the pool's
+    ping) before closing the connection. Catches a hung server, whose kernel still
+    acknowledges so TCP sees nothing wrong; a little above the statement timeout so the
+    server's own, cleaner error comes first."""
+
+    database_keepalives_idle: int = Field(default=5, ge=1)
+    """Seconds a PostgreSQL connection may be idle before TCP keepalive probes start (libpq
+    ``keepalives_idle``). The kernel default, two hours, would leave a dead pooled connection
+    undetected; with interval and count below a partition is noticed after about 11 s."""
+
+    database_keepalives_interval: int = Field(default=2, ge=1)
+    """Seconds between unanswered keepalive probes (libpq ``keepalives_interval``)."""
+
+    database_keepalives_count: int = Field(default=3, ge=1)
+    """Unanswered keepalive probes before the connection is dropped (``keepalives_count``)."""
+
+    database_tcp_user_timeout: float = Field(default=10.0, gt=0)
+    """Seconds sent data may stay unacknowledged before the kernel drops the connection (libpq
+    ``tcp_user_timeout``, Linux). Without it a query sent into a partition is retransmitted
+    for ~15 minutes; 10 s covers a retransmit or two on a healthy network."""
+
     # --- cluster -------------------------------------------------------------------------
     kubeconfig: str | None = None
     """Path of a kubeconfig. Unset: in-cluster credentials, else ``~/.kube/config``."""

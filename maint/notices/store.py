@@ -8,6 +8,7 @@ cluster-side safety nets going.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -16,9 +17,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from maint.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from maint.notices.models import EventRow, NoticeRow, TargetRow
@@ -39,6 +43,20 @@ _UNSET: Any = object()
 
 
 @dataclass(frozen=True)
+class DatabaseLimits:
+    """How long the store waits on PostgreSQL, in seconds (``Settings.database_*`` says what
+    each one catches and why its default)."""
+
+    pool_timeout: float = 10.0
+    statement_timeout: float = 4.0
+    reply_timeout: float = 5.0
+    keepalives_idle: int = 5
+    keepalives_interval: int = 2
+    keepalives_count: int = 3
+    tcp_user_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class TargetUpdate:
     """Fields a step writes together with a state change; ``None`` leaves a field alone."""
 
@@ -54,9 +72,12 @@ class TargetUpdate:
 class NoticeStore:
     """Notices, targets and events in one SQL database (SQLite or PostgreSQL)."""
 
-    def __init__(self, url: str, *, connections: int = 10) -> None:
+    def __init__(
+        self, url: str, *, connections: int = 10, limits: DatabaseLimits | None = None
+    ) -> None:
+        """``connections`` caps the pool (no overflow); ``limits`` bound every wait on it."""
         self.url = url
-        self._engine = _engine(url, connections=connections)
+        self._engine = _engine(url, connections=connections, limits=limits or DatabaseLimits())
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -73,6 +94,9 @@ class NoticeStore:
         config.set_main_option("script_location", str(_MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with _translated(), self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # A migration may rewrite a table or wait for a lock: not a 4 s statement.
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
@@ -81,6 +105,10 @@ class NoticeStore:
         """Store a validated notice; ``InvalidInput`` (nothing written) if a window overlaps."""
         with self._session() as session, session.begin():
             if new.maintenance:
+                # Check and insert under a per-Service lock, or two concurrent adds both see
+                # "no overlap" and both insert. SQLite: the engine begins every transaction
+                # with BEGIN IMMEDIATE (one writer at a time), so nothing more is needed here.
+                _lock_services(session, new.targets)
                 for ref in new.targets:
                     clash = _overlapping(session, ref, new.start, new.end)
                     if clash is not None:
@@ -352,12 +380,23 @@ def _translated() -> Iterator[None]:
         raise
 
 
-def _engine(url: str, *, connections: int) -> Engine:
+def _engine(url: str, *, connections: int, limits: DatabaseLimits) -> Engine:
+    # ``connections`` is the cap: no overflow, so N replicas never open more than N times it
+    # (Settings.workers). A thread that finds them all busy waits ``pool_timeout``.
+    pool_args: dict[str, Any] = {
+        "poolclass": _Pool,
+        "pool_size": connections,
+        "max_overflow": 0,
+        "pool_timeout": limits.pool_timeout,
+    }
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool_args)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # pysqlite's own transaction handling (a deferred BEGIN just before the first
+            # write) is off: ``_sqlite_begin`` starts every transaction instead.
+            dbapi_connection.isolation_level = None
             # WAL lets `maint run` and the CLI use one file at once; foreign keys are off by
             # default in SQLite.
             cursor = dbapi_connection.cursor()
@@ -365,13 +404,102 @@ def _engine(url: str, *, connections: int) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # IMMEDIATE takes the write lock at once (waiting up to the 30 s busy timeout):
+            # transactions serialise, so `notice add`'s overlap check and insert are atomic,
+            # and a read-then-write transaction never fails on a snapshot another connection
+            # wrote past (SQLITE_BUSY, which the busy timeout does not retry). In WAL mode a
+            # transaction is short, so the wait is milliseconds.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
-    # libpq waits forever for a server that accepts the connection and never answers: without
-    # a deadline one hung connect would hold up every later pass, even after the network heals.
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
-    )
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args = {
+            # libpq waits forever for a server that accepts the connection and never answers:
+            # without a deadline one hung connect would hold up every later pass.
+            "connect_timeout": CONNECT_TIMEOUT,
+            # A partition (packets dropped) is noticed by the kernel: keepalive probes on an
+            # idle connection, and the user timeout for data sent and never acknowledged.
+            "keepalives": 1,
+            "keepalives_idle": limits.keepalives_idle,
+            "keepalives_interval": limits.keepalives_interval,
+            "keepalives_count": limits.keepalives_count,
+            "tcp_user_timeout": round(limits.tcp_user_timeout * 1000),
+            # The server cancels a statement stuck on a lock or a bad plan.
+            "options": f"-c statement_timeout={round(limits.statement_timeout * 1000)}",
+        }
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool_args)
+    if engine.dialect.driver == "psycopg":
+        reply_timeout = limits.reply_timeout
+
+        @event.listens_for(engine, "do_connect")
+        def _bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return _BoundedConnection.connect(*cargs, reply_timeout=reply_timeout, **cparams)
+
+    return engine
+
+
+class _Pool(QueuePool):
+    """A pool whose "all connections busy for ``pool_timeout``" is ``DatabaseUnavailable``."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeout as e:
+            raise DatabaseUnavailable(
+                f"database unavailable: no free connection within {self.timeout():g}s "
+                "(all busy or hung); will retry"
+            ) from e
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that gives up on a server that stops answering.
+
+    A hung server (or a proxy, or a peer whose kernel still acknowledges) keeps the TCP
+    connection healthy, so neither keepalives nor the TCP user timeout fire, and the server
+    never enforces its statement timeout. Every round trip (query, commit, the pool's ping)
+    gets ``reply_timeout`` seconds; then the connection is closed and the caller gets an
+    ``OperationalError``, which the store reports as ``DatabaseUnavailable``.
+    """
+
+    _reply_timeout: float | None = None
+
+    @classmethod
+    def connect(  # type: ignore[override]
+        cls, *args: Any, reply_timeout: float | None = None, **kwargs: Any
+    ) -> _BoundedConnection:
+        connection = super().connect(*args, **kwargs)
+        connection._reply_timeout = reply_timeout
+        return connection
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if timeout is None:
+            timeout = self._reply_timeout
+        try:
+            return super().wait(gen, interval=interval, timeout=timeout)
+        except psycopg.errors._WaitTimeout:
+            self.pgconn.finish()  # the socket is useless now; SQLAlchemy sees it closed
+            raise psycopg.OperationalError(
+                f"the server did not answer within {timeout:g}s"
+            ) from None
+
+
+def _lock_services(session: Session, refs: Collection[ServiceRef]) -> None:
+    """PostgreSQL: a transaction-scoped advisory lock per Service, in one global order (no
+    deadlock between two notices naming the same Services in another order). Released at
+    commit or rollback. Other databases: nothing (SQLite serialises whole transactions)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted({_lock_key(ref) for ref in refs}):
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def _lock_key(ref: ServiceRef) -> int:
+    """A stable signed 64-bit key (Python's ``hash`` changes between processes)."""
+    digest = hashlib.sha256(f"maint/notice-overlap/{ref.namespace}/{ref.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _overlapping(session: Session, ref: ServiceRef, start: datetime, end: datetime) -> int | None:

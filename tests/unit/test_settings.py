@@ -40,3 +40,13 @@ def test_bad_settings_are_refused(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_stores_own_limits_are_the_settings_defaults():
+    """A store built without ``App`` (tests, the demo, benchmarks) waits as long as maint does."""
+    from maint.notices import DatabaseLimits
+
+    settings = Settings()
+    limits = DatabaseLimits()
+    for name in DatabaseLimits.__dataclass_fields__:
+        assert getattr(limits, name) == getattr(settings, f"database_{name}"), name

@@ -6,6 +6,7 @@ Nothing above this package builds URLs or sees a client model.
 from maint.cluster.connection import Cluster, connect
 from maint.cluster.creating import create
 from maint.cluster.deleting import delete
+from maint.cluster.guard import WriteCheck, before_write, guarded
 from maint.cluster.patching import json_patch_service, pointer
 from maint.cluster.reading import (
     get_pod,
@@ -38,11 +39,14 @@ __all__ = [
     "ServiceInfo",
     "ServicePort",
     "Termination",
+    "WriteCheck",
+    "before_write",
     "connect",
     "create",
     "delete",
     "get_pod",
     "get_service",
+    "guarded",
     "job_termination",
     "json_patch_service",
     "list_annotated_services",

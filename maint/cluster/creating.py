@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from maint.cluster.calls import call
 from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.guard import before_write
 from maint.cluster.types import Manifest
 from maint.errors import Conflict
 
@@ -21,9 +22,11 @@ def create(cluster: Cluster, manifest: Manifest) -> bool:
     namespace = manifest["metadata"]["namespace"]
     name = manifest["metadata"]["name"]
     api, method = _CREATORS[kind]
+    what = f"create {kind} {namespace}/{name}"
+    before_write(what, namespace)
     try:
         call(
-            f"create {kind} {namespace}/{name}",
+            what,
             getattr(getattr(cluster, api), method),
             namespace,
             manifest,

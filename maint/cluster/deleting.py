@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from maint.cluster.calls import call
 from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.guard import before_write
 from maint.errors import NotFound
 
 _DELETERS = {
@@ -16,9 +17,11 @@ _DELETERS = {
 def delete(cluster: Cluster, *, kind: str, namespace: str, name: str) -> bool:
     """Delete one object; True if it was there. Jobs take their Pods with them (Background)."""
     api, method = _DELETERS[kind]
+    what = f"delete {kind} {namespace}/{name}"
+    before_write(what, namespace)
     try:
         call(
-            f"delete {kind} {namespace}/{name}",
+            what,
             getattr(getattr(cluster, api), method),
             name,
             namespace,

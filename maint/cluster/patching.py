@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.guard import before_write
 from maint.cluster.types import ServiceInfo
 from maint.errors import Conflict, InvalidInput
 
@@ -27,6 +28,7 @@ def json_patch_service(
     cluster: Cluster, *, namespace: str, name: str, ops: list[dict[str, Any]]
 ) -> ServiceInfo:
     what = f"patch Service {namespace}/{name}"
+    before_write(what, namespace)
     try:
         obj = call(
             what,

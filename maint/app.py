@@ -17,11 +17,20 @@ from typing import Any
 from maint import build, cluster, naming, page, switch
 from maint.cluster import Cluster
 from maint.errors import InvalidInput, NotFound
-from maint.notices import DatabaseLimits, Notice, NoticeStore, TargetState, new_notice, parse_time
+from maint.notices import (
+    DatabaseLimits,
+    Notice,
+    NoticeStore,
+    ServiceRef,
+    TargetState,
+    new_notice,
+    parse_time,
+)
 from maint.notices.validation import MAX_WINDOW
 from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
 from maint.runner.transitions import Window
 from maint.settings import Settings
+from maint.switch import preflight
 
 WAIT_PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines of `--wait`
 
@@ -116,7 +125,11 @@ class App:
         targets: Sequence[str],
         lang: str,
         maintenance: bool,
+        allow: Sequence[str] = (),
     ) -> Notice:
+        """Register a notice; a target the preflight blocks is refused unless ``allow`` names
+        each blocking check."""
+        check_names(allow)
         now = self.clock()
         new = new_notice(
             title=title,
@@ -142,10 +155,31 @@ class App:
                 if naming.PAGE_LABEL in service.selector:
                     raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
                 switch.plan_ports(service)
+                refused = preflight.blocking(self.preflight(ref), allowed=allow)
+                if refused:
+                    first = refused[0]
+                    raise InvalidInput(
+                        f"Service {ref}: preflight check {first.check!r} blocks: {first.message}; "
+                        f"to do: {first.remedy}"
+                    )
         window = Window(
             start=new.start, end=new.end, lead=self.settings.lead(), grace=self.settings.grace()
         )
         return self.store.add(new, now=now, due_at=due_at(TargetState.SCHEDULED, window=window))
+
+    def plan(self, targets: Sequence[str]) -> list[preflight.Finding]:
+        """The preflight of ``maint plan``: every finding for every target, in order."""
+        if not targets:
+            raise InvalidInput("give at least one --target NAMESPACE/SERVICE")
+        refs = [ServiceRef.parse(t) for t in targets]
+        return [f for ref in refs for f in self.preflight(ref)]
+
+    def preflight(self, ref: ServiceRef) -> list[preflight.Finding]:
+        try:
+            around = cluster.surroundings(self.api, namespace=ref.namespace, name=ref.name)
+        except NotFound:
+            raise InvalidInput(f"Service {ref} does not exist") from None
+        return preflight.findings(around)
 
     def end_notice(self, notice_id: int, *, cancel: bool) -> Notice:
         """Record "end now" or "cancel": only the database is written, the runner acts.
@@ -251,6 +285,14 @@ class App:
 
     def restore_overdue(self) -> list[OverdueResult]:
         return restore_overdue(self.api, now=self.clock())
+
+
+def check_names(names: Sequence[str]) -> None:
+    unknown = sorted(set(names) - set(preflight.CHECKS))
+    if unknown:
+        raise InvalidInput(
+            f"--allow {unknown[0]}: no such check (checks: {', '.join(preflight.CHECKS)})"
+        )
 
 
 def notice_json(

@@ -17,6 +17,7 @@ from maint.app import App, dumps, notice_json
 from maint.errors import InvalidInput, MaintError
 from maint.notices import Notice
 from maint.settings import Settings
+from maint.switch import preflight
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,13 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--target", action="append", default=[], metavar="NAMESPACE/SERVICE")
     add.add_argument("--lang", default="ko", choices=page.SUPPORTED_LANGS)
     add.add_argument("--no-maintenance", action="store_true", help="announcement only")
+    add.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="CHECK",
+        help="accept a target the preflight blocks on CHECK (see `maint plan`)",
+    )
     _output(add)
     _output(notice.add_parser("list", help="list notices"))
     show = notice.add_parser("show", help="a notice, its targets and event log")
@@ -62,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--serve", type=_port, metavar="PORT")
     preview.add_argument("--configmap", action="store_true")
 
+    plan = sub.add_parser("plan", help="preflight: what would get in the way of a switch")
+    plan.add_argument("--target", action="append", default=[], metavar="NAMESPACE/SERVICE")
+    _output(plan)
     run = sub.add_parser("run", help="the scheduler")
     run.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
     _output(sub.add_parser("status", help="live windows"))
@@ -238,6 +249,13 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
             if server is not None:
                 server.server_close()
         return 0
+    if command == "plan":
+        found = app.plan(args.target)
+        if args.output == "json":
+            print(preflight.dumps(found))
+        else:
+            print(_printable(preflight.table(found), keep="\n") if found else "nothing found")
+        return 2 if preflight.blocking(found) else 0
     if command == "run":
         return _run(app, once=args.once)
     if command == "status":
@@ -280,6 +298,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             targets=args.target,
             lang=args.lang,
             maintenance=not args.no_maintenance,
+            allow=args.allow,
         )
         if args.output == "json":
             print(dumps(notice_json(notice, now=now)))

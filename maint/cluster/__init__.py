@@ -7,6 +7,7 @@ from maint.cluster.connection import Cluster, connect
 from maint.cluster.creating import create
 from maint.cluster.deleting import delete
 from maint.cluster.guard import WriteCheck, before_write, guarded
+from maint.cluster.inspecting import Surroundings, surroundings
 from maint.cluster.patching import json_patch_service, pointer
 from maint.cluster.reading import (
     get_pod,
@@ -38,6 +39,7 @@ __all__ = [
     "Progress",
     "ServiceInfo",
     "ServicePort",
+    "Surroundings",
     "Termination",
     "WriteCheck",
     "before_write",
@@ -55,6 +57,7 @@ __all__ = [
     "pod_log_tail",
     "pointer",
     "ready_endpoint_pods",
+    "surroundings",
     "wait_endpoints",
     "wait_job",
     "wait_pod",

@@ -1,0 +1,101 @@
+"""What surrounds a Service, read once for the preflight (``maint plan``).
+
+Everything is read as the API's JSON (``_preload_content=False``): the preflight needs fields
+maint's snapshots leave out (labels, ``managedFields``, traffic policies, NetworkPolicy rules),
+and plain dicts keep them exactly as the API server sent them. Reads another party may forbid
+(the Namespace, NetworkPolicies) are recorded as not readable instead of failing the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from maint.cluster.calls import call
+from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.errors import Forbidden
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """The Service as the API has it, and what else in its namespace bears on a switch."""
+
+    service: Object
+    pods: list[Object]
+    """The Pods the Service selects now."""
+    services: list[Object]
+    """Every other Service of the namespace."""
+    network_policies: list[Object] | None
+    """None when maint may not read them."""
+    namespace: Object | None
+    """None when maint may not read it."""
+    unreadable: list[str] = field(default_factory=list)
+    """What could not be read, in words (``"NetworkPolicies in shop: HTTP 403 ..."``)."""
+
+
+def surroundings(cluster: Cluster, *, namespace: str, name: str) -> Surroundings:
+    service = _json(
+        f"get Service {namespace}/{name}", cluster.core.read_namespaced_service, name, namespace
+    )
+    selector = (service.get("spec") or {}).get("selector") or {}
+    pods: list[Object] = []
+    if selector:
+        pods = _items(
+            f"list Pods of Service {namespace}/{name}",
+            cluster.core.list_namespaced_pod,
+            namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+        )
+    services = [
+        other
+        for other in _items(
+            f"list Services in {namespace}", cluster.core.list_namespaced_service, namespace
+        )
+        if other.get("metadata", {}).get("name") != name
+    ]
+    unreadable: list[str] = []
+    networking = client.NetworkingV1Api(cluster.api)
+    policies: list[Object] | None
+    try:
+        policies = _items(
+            f"list NetworkPolicies in {namespace}",
+            networking.list_namespaced_network_policy,
+            namespace,
+        )
+    except Forbidden as e:
+        policies = None
+        unreadable.append(str(e))
+    namespace_object: Object | None
+    try:
+        namespace_object = _json(
+            f"get Namespace {namespace}", cluster.core.read_namespace, namespace
+        )
+    except Forbidden as e:
+        namespace_object = None
+        unreadable.append(str(e))
+    return Surroundings(
+        service=service,
+        pods=pods,
+        services=services,
+        network_policies=policies,
+        namespace=namespace_object,
+        unreadable=unreadable,
+    )
+
+
+def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:
+    response = call(
+        what, fn, *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
+    )
+    decoded: Object = json.loads(response.data)
+    return decoded
+
+
+def _items(what: str, fn: Any, *args: Any, **kwargs: Any) -> list[Object]:
+    items: list[Object] = _json(what, fn, *args, **kwargs).get("items") or []
+    return items

@@ -1,0 +1,433 @@
+"""The preflight: what else acts on a Service, and what a selector switch would run into.
+
+Pure rules over ``cluster.Surroundings``; each rule returns findings with a severity:
+``block`` (the window would not do what the operator expects: the page would vanish, or users
+would get timeouts), ``warn`` (it works, with a consequence the operator should know) and
+``info``. ``maint plan`` prints them; ``notice add`` refuses a target with a blocking finding
+unless the operator allows that check by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from maint import naming
+from maint.cluster.inspecting import Object, Surroundings
+
+BLOCK, WARN, INFO = "block", "warn", "info"
+SEVERITIES = (BLOCK, WARN, INFO)
+
+ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
+ARGO_MANAGERS = frozenset({"argocd-controller", "argocd-application-controller"})
+FLUX_KUSTOMIZE_MANAGER = "kustomize-controller"
+FLUX_HELM_MANAGER = "helm-controller"
+FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile"
+HELM_RELEASE = "meta.helm.sh/release-name"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+ARGO_REMEDY = (
+    "keep Argo CD off the selector for the window: in the Application add "
+    "ignoreDifferences: [{group: '', kind: Service, name: <svc>, jsonPointers: [/spec/selector]}] "
+    "and syncPolicy.syncOptions: [RespectIgnoreDifferences=true] (without the option a sync still "
+    "rewrites the field), or a deny sync window over the maintenance; then pass "
+    "--allow argocd"
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    target: str
+    check: str
+    severity: str
+    message: str
+    remedy: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def findings(s: Surroundings) -> list[Finding]:
+    """Every finding for one Service, blocking ones first, then in check order."""
+    meta = s.service.get("metadata") or {}
+    target = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    found = [
+        Finding(target, check, severity, message, remedy)
+        for rule in RULES
+        for check, severity, message, remedy in rule(s)
+    ]
+    return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def blocking(found: Iterable[Finding], *, allowed: Iterable[str] = ()) -> list[Finding]:
+    allow = set(allowed)
+    return [f for f in found if f.severity == BLOCK and f.check not in allow]
+
+
+Result = tuple[str, str, str, str]  # check, severity, message, remedy
+Rule = Callable[[Surroundings], list[Result]]
+
+
+# --- who else writes this Service ----------------------------------------------------------
+def _argocd(s: Surroundings) -> list[Result]:
+    meta = s.service.get("metadata") or {}
+    managers = _managers(s.service)
+    why = []
+    if ARGO_TRACKING in (meta.get("annotations") or {}):
+        why.append(f"annotation {ARGO_TRACKING}")
+    why += [f"field manager {m}" for m in sorted(managers & ARGO_MANAGERS)]
+    if not why:
+        return []
+    return [
+        (
+            "argocd",
+            BLOCK,
+            f"Argo CD manages this Service ({', '.join(why)}): with self-heal it reverts the "
+            "page selector about 5 s after the switch, and any later sync rewrites it",
+            ARGO_REMEDY,
+        )
+    ]
+
+
+def _flux(s: Surroundings) -> list[Result]:
+    meta = s.service.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    managers = _managers(s.service)
+    kustomize = FLUX_KUSTOMIZE_MANAGER in managers or any(
+        k.startswith("kustomize.toolkit.fluxcd.io/") for k in labels
+    )
+    helm = FLUX_HELM_MANAGER in managers or any(
+        k.startswith("helm.toolkit.fluxcd.io/") for k in labels
+    )
+    results: list[Result] = []
+    if kustomize:
+        if annotations.get(FLUX_RECONCILE) == "disabled":
+            results.append(
+                (
+                    "flux",
+                    INFO,
+                    f"Flux's kustomize-controller manages this Service, and {FLUX_RECONCILE}: "
+                    "disabled is set, so it leaves the Service alone",
+                    "remove the annotation after the window if it was set only for it",
+                )
+            )
+        else:
+            results.append(
+                (
+                    "flux",
+                    BLOCK,
+                    "Flux's kustomize-controller manages this Service: it reverts the page "
+                    "selector at its next interval or commit",
+                    f"annotate the Service {FLUX_RECONCILE}=disabled for the window (Flagger does "
+                    "the same), or `flux suspend kustomization <name>`; then pass --allow flux",
+                )
+            )
+    if helm:
+        results.append(
+            (
+                "flux-helm",
+                WARN,
+                "Flux's helm-controller manages this Service: a HelmRelease upgrade during the "
+                "window rewrites the selector, and with drift detection enabled it is reverted "
+                "at once",
+                "`flux suspend helmrelease <name>` for the window",
+            )
+        )
+    return results
+
+
+def _helm(s: Surroundings) -> list[Result]:
+    meta = s.service.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    why = []
+    if HELM_RELEASE in annotations:
+        why.append(f"release {annotations[HELM_RELEASE]}")
+    if labels.get("app.kubernetes.io/managed-by") == "Helm":
+        why.append("label app.kubernetes.io/managed-by=Helm")
+    if "helm" in _managers(s.service):
+        why.append("field manager helm")
+    if not why:
+        return []
+    return [
+        (
+            "helm",
+            WARN,
+            f"Helm installed this Service ({', '.join(why)}): a `helm upgrade` during the window "
+            "rewrites the selector (Helm 4 applies server-side and may refuse with a conflict on "
+            "spec.selector)",
+            "hold upgrades of this release until the window ends",
+        )
+    ]
+
+
+def _kubectl_apply(s: Surroundings) -> list[Result]:
+    annotations = (s.service.get("metadata") or {}).get("annotations") or {}
+    if LAST_APPLIED not in annotations:
+        return []
+    return [
+        (
+            "kubectl-apply",
+            WARN,
+            "this Service was created with client-side `kubectl apply`: applying its manifest "
+            "during the window merges the app's selector keys into the page selector, and the "
+            "Service then selects no Pod at all (kubernetes#36509)",
+            "apply server-side (`kubectl apply --server-side`) or not at all during the window",
+        )
+    ]
+
+
+# --- the network around it -----------------------------------------------------------------
+def _network_policy(s: Surroundings) -> list[Result]:
+    if s.network_policies is None:
+        return [
+            (
+                "network-policy",
+                WARN,
+                "maint may not read NetworkPolicies here, so it cannot tell whether the page "
+                "Pod will be reachable",
+                "grant list on networking.k8s.io networkpolicies in this namespace",
+            )
+        ]
+    page = _page_pod_labels(s)
+    isolating = [p for p in s.network_policies if _isolates_ingress(p, page)]
+    if not isolating:
+        return []
+    allowing = [p for p in isolating if _ingress(p)]
+    app_pods = [(p.get("metadata") or {}).get("labels") or {} for p in s.pods]
+    app_rules = [
+        _name(p)
+        for p in s.network_policies
+        if _ingress(p) and any(_isolates_ingress(p, labels) for labels in app_pods)
+    ]
+    allowed_in = f" while the app's Pods are let in by {', '.join(app_rules)}" if app_rules else ""
+    if allowing:
+        return [
+            (
+                "network-policy",
+                INFO,
+                "NetworkPolicies select the page Pod and allow some ingress to it: "
+                + ", ".join(_name(p) for p in allowing),
+                "check that these rules let the app's clients in",
+            )
+        ]
+    return [
+        (
+            "network-policy",
+            BLOCK,
+            "ingress to the page Pod is denied by "
+            + ", ".join(_name(p) for p in isolating)
+            + allowed_in
+            + ": users would get timeouts instead of the page",
+            "add a NetworkPolicy with podSelector "
+            f"{{matchLabels: {{{naming.MANAGED_BY}: {naming.MANAGER}}}}} and the app's ingress "
+            "rules for the window; then pass --allow network-policy",
+        )
+    ]
+
+
+def _traffic_policy(s: Surroundings) -> list[Result]:
+    spec = s.service.get("spec") or {}
+    local = [
+        field
+        for field in ("internalTrafficPolicy", "externalTrafficPolicy")
+        if spec.get(field) == "Local"
+    ]
+    if not local:
+        return []
+    return [
+        (
+            "traffic-policy",
+            WARN,
+            f"{' and '.join(local)}: Local — only nodes that run the page Pod answer; clients "
+            "routed to any other node get no answer at all during the window",
+            "set the traffic policy to Cluster for the window",
+        )
+    ]
+
+
+def _headless(s: Surroundings) -> list[Result]:
+    if (s.service.get("spec") or {}).get("clusterIP") != "None":
+        return []
+    return [
+        (
+            "headless",
+            WARN,
+            "headless Service: clients resolve Pod IPs through DNS and keep cached answers, so "
+            "some keep reaching the app's Pods after the switch, for as long as their DNS cache",
+            "give clients a ClusterIP Service to reach, or accept the DNS delay",
+        )
+    ]
+
+
+def _session_affinity(s: Surroundings) -> list[Result]:
+    if (s.service.get("spec") or {}).get("sessionAffinity") != "ClientIP":
+        return []
+    return [
+        (
+            "session-affinity",
+            INFO,
+            "sessionAffinity ClientIP: affinity is dropped when the endpoints change, and "
+            "connections already open stay on the app's Pods until they close",
+            "",
+        )
+    ]
+
+
+def _mesh(s: Surroundings) -> list[Result]:
+    where = []
+    if s.namespace is not None:
+        labels = (s.namespace.get("metadata") or {}).get("labels") or {}
+        annotations = (s.namespace.get("metadata") or {}).get("annotations") or {}
+        if labels.get("istio-injection") == "enabled" or "istio.io/rev" in labels:
+            where.append("Istio injection on the namespace")
+        if annotations.get("linkerd.io/inject") == "enabled":
+            where.append("Linkerd injection on the namespace")
+    for pod in s.pods:
+        meta = pod.get("metadata") or {}
+        containers = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
+        if "istio-proxy" in containers:
+            where.append(f"an Istio sidecar in Pod {meta.get('name')}")
+        if "linkerd-proxy" in containers:
+            where.append(f"a Linkerd proxy in Pod {meta.get('name')}")
+    if not where:
+        return []
+    return [
+        (
+            "mesh",
+            WARN,
+            f"a service mesh is in the path ({'; '.join(sorted(set(where)))}): the page Pod gets "
+            "no sidecar from maint, so STRICT mTLS or authorization policies may refuse mesh "
+            "clients, and DestinationRule subsets keyed on the app's labels answer "
+            "'no healthy upstream'",
+            "allow plaintext to the page Pod (PeerAuthentication PERMISSIVE on its labels) and "
+            "check DestinationRules for this host",
+        )
+    ]
+
+
+def _shared_selector(s: Surroundings) -> list[Result]:
+    selector = (s.service.get("spec") or {}).get("selector") or {}
+    same = [
+        _name(other)
+        for other in s.services
+        if ((other.get("spec") or {}).get("selector") or {}) == selector and selector
+    ]
+    if not same:
+        return []
+    return [
+        (
+            "shared-selector",
+            INFO,
+            f"other Services select the same Pods ({', '.join(same)}); they keep serving the app "
+            "during the window",
+            "add them as targets if they should show the page too",
+        )
+    ]
+
+
+def _unreadable(s: Surroundings) -> list[Result]:
+    return [("access", INFO, f"not readable: {what}", "") for what in s.unreadable]
+
+
+RULES: tuple[Rule, ...] = (
+    _argocd,
+    _flux,
+    _helm,
+    _kubectl_apply,
+    _network_policy,
+    _traffic_policy,
+    _headless,
+    _session_affinity,
+    _mesh,
+    _shared_selector,
+    _unreadable,
+)
+CHECKS = (
+    "argocd",
+    "flux",
+    "flux-helm",
+    "helm",
+    "kubectl-apply",
+    "network-policy",
+    "traffic-policy",
+    "headless",
+    "session-affinity",
+    "mesh",
+    "shared-selector",
+    "access",
+)
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _managers(obj: Object) -> set[str]:
+    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    return {str(e.get("manager")) for e in entries if e.get("manager")}
+
+
+def _name(obj: Object) -> str:
+    return str((obj.get("metadata") or {}).get("name", "?"))
+
+
+def _page_pod_labels(s: Surroundings) -> dict[str, str]:
+    """The labels maint's page Pod carries (values are per notice; selectors rarely use them)."""
+    meta = s.service.get("metadata") or {}
+    target = naming.target_name(notice_id=1, namespace=meta["namespace"], service=meta["name"])
+    return {**naming.labels(notice_id=1, target=target), **naming.page_selector(name=target)}
+
+
+def _ingress(policy: Object) -> list[Any]:
+    rules: list[Any] = (policy.get("spec") or {}).get("ingress") or []
+    return rules
+
+
+def _isolates_ingress(policy: Object, labels: Mapping[str, str]) -> bool:
+    """The policy selects Pods with ``labels`` and governs their ingress."""
+    spec = policy.get("spec") or {}
+    types = spec.get("policyTypes") or ["Ingress"]
+    return "Ingress" in types and selects(spec.get("podSelector") or {}, labels)
+
+
+def selects(selector: Object, labels: Mapping[str, str]) -> bool:
+    """A ``metav1.LabelSelector`` matched against labels (an empty selector selects all)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = set(expression.get("values") or [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def table(found: Iterable[Finding]) -> str:
+    """Findings as the text ``maint plan`` prints: one block per target, worst first."""
+    lines: list[str] = []
+    by_target: dict[str, list[Finding]] = {}
+    for f in found:
+        by_target.setdefault(f.target, []).append(f)
+    width = max((len(f.check) for f in found_list(by_target)), default=0)
+    for target, items in by_target.items():
+        lines.append(target)
+        for f in items:
+            lines.append(f"  {f.severity:<5}  {f.check:<{width}}  {f.message}")
+            if f.remedy:
+                lines.append(f"  {'':<5}  {'':<{width}}  fix: {f.remedy}")
+    return "\n".join(lines)
+
+
+def found_list(by_target: Mapping[str, list[Finding]]) -> list[Finding]:
+    return [f for items in by_target.values() for f in items]
+
+
+def dumps(found: Iterable[Finding]) -> str:
+    return json.dumps([f.as_json() for f in found], indent=2, ensure_ascii=False)

@@ -6,6 +6,7 @@ Nothing above this package builds URLs or sees a client model.
 from maint.cluster.connection import Cluster, connect
 from maint.cluster.creating import create
 from maint.cluster.deleting import delete
+from maint.cluster.events import emit as emit_event
 from maint.cluster.guard import WriteCheck, before_write, guarded
 from maint.cluster.inspecting import Surroundings, surroundings
 from maint.cluster.patching import json_patch_service, pointer
@@ -46,6 +47,7 @@ __all__ = [
     "connect",
     "create",
     "delete",
+    "emit_event",
     "get_pod",
     "get_service",
     "guarded",

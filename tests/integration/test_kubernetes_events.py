@@ -1,0 +1,66 @@
+"""Milestones become Kubernetes Events on the target Service (real API server, events.k8s.io/v1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from kubernetes.client import EventsV1Api
+
+from maint import cluster
+from maint.notices import Event
+from maint.runner.announce import KubernetesEvents
+from tests.support.window import make_app
+
+pytestmark = pytest.mark.k8s
+
+
+def _event(namespace: str, step: str, outcome: str, detail: str = "") -> Event:
+    return Event(
+        at=datetime.now(UTC),
+        notice_id=7,
+        target=f"{namespace}/web",
+        step=step,
+        outcome=outcome,
+        detail=detail,
+    )
+
+
+def test_milestones_are_told_on_the_service_and_other_steps_are_not(control_plane, k8s, namespace):
+    make_app(k8s, namespace)
+    api = cluster.connect(kubeconfig=str(control_plane.kubeconfig))
+    events = KubernetesEvents(api, instance="maint-0")
+    for step, outcome in [
+        ("prepare", "started"),
+        ("prepare", "ok"),
+        ("switch", "ok"),
+        ("pod", "created"),
+        ("drift", "foreign"),
+        ("restore", "ok"),
+    ]:
+        events(_event(namespace, step, outcome, "x" * 2000 if step == "drift" else "detail"))
+    events.close()
+    api.close()
+    assert (events.sent, events.failed) == (4, 0)
+    told = EventsV1Api(k8s).list_namespaced_event(namespace).items
+    told.sort(key=lambda e: e.event_time)
+    assert [e.reason for e in told] == ["Prepared", "Switched", "Drift", "Restored"]
+    assert {e.reporting_controller for e in told} == {"maint.io/maint"}
+    assert {(e.regarding.kind, e.regarding.name) for e in told} == {("Service", "web")}
+    assert [e.type for e in told] == ["Normal", "Normal", "Warning", "Normal"]
+    assert told[0].note == "notice 7: prepare ok: detail"
+    assert len(told[2].note.encode()) <= 1024
+
+
+def test_an_event_maint_may_not_create_is_logged_and_never_raises(
+    control_plane, k8s, namespace, caplog
+):
+    make_app(k8s, namespace)
+    api = cluster.connect(kubeconfig=str(control_plane.kubeconfig), impersonate="nobody")
+    events = KubernetesEvents(api, instance="maint-0")
+    events(_event(namespace, "switch", "ok"))
+    events.close()
+    api.close()
+    assert (events.sent, events.failed) == (0, 1)
+    assert "Event Switched for" in caplog.text and "not sent" in caplog.text
+    assert EventsV1Api(k8s).list_namespaced_event(namespace).items == []

@@ -14,8 +14,10 @@ from pydantic import ValidationError
 
 from maint import __version__, page
 from maint.app import App, dumps, notice_json
+from maint.cluster import guarded
 from maint.errors import InvalidInput, MaintError
 from maint.notices import Notice
+from maint.notices.validation import namespace_policy
 from maint.settings import Settings
 from maint.switch import preflight
 
@@ -135,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     app = App(settings=settings)
     try:
-        return _dispatch(app, args)
+        # Every create, delete and Service patch any command makes passes the namespace policy.
+        with guarded(namespace_policy(settings).check_write):
+            return _dispatch(app, args)
     except InvalidInput as e:
         print(f"maint: {e}", file=sys.stderr)
         return 2
@@ -268,7 +272,15 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
             print(f"{r.service}: {r.outcome} ({r.detail})")
         if not results:
             print("no overdue Service found")
-        return 1 if any(r.outcome == "failed" for r in results) else 0
+        # A skipped Service was not restored: a CronJob running this must show it as failed.
+        unfinished = [r for r in results if r.outcome in ("failed", "skipped")]
+        if unfinished:
+            print(
+                f"maint: {len(unfinished)} Service(s) not restored (failed or skipped, see above)",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     raise AssertionError(command)
 
 
@@ -290,6 +302,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
     verb = args.notice
     now = app.clock()
     if verb == "add":
+        namespace_policy(app.settings).check_targets(args.target)
         notice = app.add_notice(
             title=args.title,
             reason=args.reason,

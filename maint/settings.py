@@ -7,12 +7,17 @@ concrete objects; nothing else reads the environment.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Kubernetes' own namespaces: never a maint target, whatever MAINT_TARGET_NAMESPACES says.
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 class Settings(BaseSettings):
@@ -65,6 +70,16 @@ class Settings(BaseSettings):
     # --- cluster -------------------------------------------------------------------------
     kubeconfig: str | None = None
     """Path of a kubeconfig. Unset: in-cluster credentials, else ``~/.kube/config``."""
+
+    namespace: str = "maint-system"
+    """maint's own namespace (the controller's). Never a target; the Deployment sets it from
+    the Pod's own namespace (downward API), so it follows wherever maint is installed."""
+
+    target_namespaces: str = ""
+    """Comma-separated namespaces whose Services may be targets (``shop,web-team``). Empty:
+    every namespace except the refused ones. ``kube-system``, ``kube-public``,
+    ``kube-node-lease``, ``namespace`` and ``build_namespace`` are refused always, listed or
+    not. Checked at ``notice add`` and before every cluster write."""
 
     build_namespace: str = "maint-build"
     """Namespace of the ConfigMaps and Kaniko Jobs. Kaniko runs as root, so this namespace
@@ -156,6 +171,30 @@ class Settings(BaseSettings):
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
+
+    def allowed_target_namespaces(self) -> frozenset[str]:
+        """The allowlist as a set; empty means every namespace not refused."""
+        return frozenset(n.strip() for n in self.target_namespaces.split(",") if n.strip())
+
+    def refused_target_namespaces(self) -> frozenset[str]:
+        return SYSTEM_NAMESPACES | {self.namespace, self.build_namespace}
+
+    @field_validator("namespace", "build_namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        if not _DNS1123_LABEL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a namespace name (DNS-1123 label)")
+        return value
+
+    @field_validator("target_namespaces")
+    @classmethod
+    def _allowlist(cls, value: str) -> str:
+        for name in (n.strip() for n in value.split(",")):
+            if name and not _DNS1123_LABEL.fullmatch(name):
+                raise ValueError(f"{name!r} is not a namespace name (DNS-1123 label)")
+            if name in SYSTEM_NAMESPACES:
+                raise ValueError(f"{name} is refused always; remove it from the list")
+        return value
 
     @field_validator("display_timezone")
     @classmethod

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from maint.errors import InvalidInput
+from maint.errors import Forbidden, InvalidInput
 from maint.notices.models import REASON_MAX, TITLE_MAX
 from maint.notices.types import NewNotice, ServiceRef
+from maint.settings import Settings
 
 LANGS = ("ko", "en")
 MAX_TARGETS = 50
@@ -105,4 +107,57 @@ def new_notice(
         start=start_at,
         end=end_at,
         targets=refs,
+    )
+
+
+@dataclass(frozen=True)
+class NamespacePolicy:
+    """Which namespaces maint may act in: the allowlist, minus the namespaces refused always.
+
+    ``check_targets`` runs at ``notice add`` (InvalidInput, exit 2, nothing stored);
+    ``check_write`` is installed with ``maint.cluster.guarded`` and runs before every create,
+    delete and Service patch (Forbidden: a step stops, it is not retried). The build namespace
+    is refused as a target but holds maint's own build objects: there maint writes Jobs and
+    ConfigMaps and deletes the Jobs' Pods, and nothing else.
+    """
+
+    allowed: frozenset[str]  # empty: every namespace not refused
+    refused: frozenset[str]
+    build_namespace: str
+
+    def why_refused(self, namespace: str) -> str | None:
+        if namespace in self.refused:
+            return f"namespace {namespace} is never a maint target (system or maint's own)"
+        if self.allowed and namespace not in self.allowed:
+            return (
+                f"namespace {namespace} is not in MAINT_TARGET_NAMESPACES "
+                f"({', '.join(sorted(self.allowed))})"
+            )
+        return None
+
+    def check_targets(self, targets: Sequence[str]) -> None:
+        for target in targets:
+            why = self.why_refused(ServiceRef.parse(target).namespace)
+            if why is not None:
+                raise InvalidInput(f"--target {target}: {why}")
+
+    def check_write(self, what: str, namespace: str) -> None:
+        verb, kind, _ = what.split(" ", 2)
+        if namespace == self.build_namespace and (
+            kind in BUILD_KINDS or (kind == "Pod" and verb == "delete")
+        ):
+            return
+        why = self.why_refused(namespace)
+        if why is not None:
+            raise Forbidden(f"refused to {what}: {why}")
+
+
+BUILD_KINDS = frozenset({"Job", "ConfigMap"})
+
+
+def namespace_policy(settings: Settings) -> NamespacePolicy:
+    return NamespacePolicy(
+        allowed=settings.allowed_target_namespaces(),
+        refused=settings.refused_target_namespaces(),
+        build_namespace=settings.build_namespace,
     )

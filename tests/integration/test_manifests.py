@@ -6,26 +6,36 @@ Deployment) and by SubjectAccessReviews for calls maint never makes. The rules t
 compared with the table of calls maint makes (maint/cluster/*.py), so a rule added "just in case"
 fails here. Schema validation is a server-side dry run with strict field validation against the
 1.36 API server the tests run: that server's OpenAPI is the 1.36 schema.
+
+The admission policy (manifests/base/admission.yaml) is applied for real, re-homed to the test's
+namespaces: each Pod shape maint never builds is refused as maint's ServiceAccount with the
+policy's own message (so neither RBAC nor Pod Security is what refused it), the Pod maint
+builds is admitted, and the whole window above runs with the policy enforced.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from kubernetes.client import AppsV1Api, AuthorizationV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
 
-from maint import cluster
+from maint import cluster, naming
 from maint.app import App
 from maint.build.manifests import KanikoSpec, kaniko_job
 from maint.notices import TargetState
 from maint.runner import restore_overdue
-from maint.settings import Settings
+from maint.settings import SYSTEM_NAMESPACES, Settings
+from maint.switch.pod import ContainerPort, page_pod
 from tests.support import manifests
 from tests.support.kubelet import JobResult
 from tests.support.window import Clock, Window, leftovers_after, make_app, settings_for
@@ -92,6 +102,8 @@ NEVER_ALLOWED = [
 
 
 RBAC_MODES = ["cluster-wide", "per-namespace"]
+POLICY, BINDING = "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"
+ADMISSION_KINDS = {POLICY, BINDING}
 
 
 def _rendered(mode: str) -> list[manifests.Doc]:
@@ -167,6 +179,51 @@ def test_build_namespace_enforces_baseline_and_maint_system_restricted():
         for ns in manifests.find(docs, "Namespace")
     }
     assert levels == {SYSTEM: "restricted", BUILD: "baseline"}
+
+
+def _policy_repository(policy: manifests.Doc) -> str:
+    """The page repository the policy admits: its ``repository`` variable, a CEL literal."""
+    [variable] = [v for v in policy["spec"]["variables"] if v["name"] == "repository"]
+    literal = variable["expression"]
+    assert literal[0] == literal[-1] == "'" and not {"'", "\\"} & set(literal[1:-1]), literal
+    return str(literal[1:-1])
+
+
+@pytest.mark.parametrize("overlay", ["base", "kind", "eks"])
+def test_admission_policy_agrees_with_the_overlays_settings_and_service_account(overlay):
+    docs = manifests.render(manifests.KUSTOMIZATIONS[overlay])
+    data = _settings_data(docs)
+    settings = Settings(
+        **{key.removeprefix("MAINT_").lower(): value for key, value in data.items()}
+    )
+    [policy] = manifests.find(docs, POLICY)
+    [binding] = manifests.find(docs, BINDING)
+    assert _policy_repository(policy) == settings.image_repository
+    [account] = [
+        a for a in manifests.find(docs, "ServiceAccount") if a["metadata"]["name"] == "maint"
+    ]
+    home = account["metadata"]["namespace"]
+    [deployment] = manifests.find(docs, "Deployment", "maint")
+    assert deployment["metadata"]["namespace"] == home
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "maint"
+    assert policy["spec"]["matchConditions"] == [
+        {
+            "name": "requested-by-maint",
+            "expression": f"request.userInfo.username == 'system:serviceaccount:{home}:maint'",
+        }
+    ]
+    [where] = [
+        v["expression"]
+        for v in policy["spec"]["validations"]
+        if "request.namespace" in v["expression"]
+    ]
+    for namespace in (*SYSTEM_NAMESPACES, home, settings.build_namespace):
+        assert f"'{namespace}'" in where
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
 
 
 # --- on the API server --------------------------------------------------------------------
@@ -277,7 +334,7 @@ def _pod_from(template: dict, *, namespace: str) -> dict:
 
 
 @pytest.mark.registry
-def test_whole_window_runs_as_maint_service_account_with_only_the_manifests_rbac(
+def test_whole_window_runs_as_maint_service_account_under_the_manifests_rbac_and_policy(
     control_plane, k8s, kubelet, namespace, database_url, oci_registry, installed, caplog
 ):
     digest = oci_registry.push_image("maint-page")
@@ -300,22 +357,28 @@ def test_whole_window_runs_as_maint_service_account_with_only_the_manifests_rbac
         app=app, clock=clock, namespace=namespace, build_namespace=installed.build, lines=lines
     )
     caplog.set_level(logging.WARNING)
+    admission = _admission(
+        control_plane, k8s, installed, repository=settings.image_repository, probe_in=namespace
+    )
     try:
-        notice = window.add(start_in=600, length=600)
-        context = app.render_preview(notice)
-        assert app.preview_configmap(notice, context) == f"{installed.build}/maint-preview-1"
-        window.step()
-        assert window.notice(notice.id).targets[0].state is TargetState.READY
-        clock.at(notice.start)
-        window.step()
-        assert window.notice(notice.id).targets[0].state is TargetState.ACTIVE
-        clock.at(notice.end)
-        window.step()
-        assert window.notice(notice.id).targets[0].state is TargetState.COMPLETED
-        # The sweep lists Services in all namespaces on every pass; as a direct call too.
-        assert restore_overdue(app.api, now=clock() + timedelta(days=1)) == []
-        cluster.delete(app.api, kind="ConfigMap", namespace=installed.build, name="maint-preview-1")
-        outcomes = [(e.step, e.outcome, e.detail) for e in app.store.events(notice.id)]
+        with admission:
+            notice = window.add(start_in=600, length=600)
+            context = app.render_preview(notice)
+            assert app.preview_configmap(notice, context) == f"{installed.build}/maint-preview-1"
+            window.step()
+            assert window.notice(notice.id).targets[0].state is TargetState.READY
+            clock.at(notice.start)
+            window.step()
+            assert window.notice(notice.id).targets[0].state is TargetState.ACTIVE
+            clock.at(notice.end)
+            window.step()
+            assert window.notice(notice.id).targets[0].state is TargetState.COMPLETED
+            # The sweep lists Services in all namespaces on every pass; as a direct call too.
+            assert restore_overdue(app.api, now=clock() + timedelta(days=1)) == []
+            cluster.delete(
+                app.api, kind="ConfigMap", namespace=installed.build, name="maint-preview-1"
+            )
+            outcomes = [(e.step, e.outcome, e.detail) for e in app.store.events(notice.id)]
     finally:
         window.close()
     assert [o for o in outcomes if o[1] in ("retry", "failed")] == []
@@ -419,3 +482,164 @@ def _allowed(k8s, who: Installed, call: tuple[str, str, str, str], *, namespace:
         }
     )
     return bool(review.status.allowed)
+
+
+# --- the admission policy on the API server ------------------------------------------------
+
+
+@contextmanager
+def _admission(
+    control_plane, k8s, installed: Installed, *, repository: str, probe_in: str
+) -> Iterator[str]:
+    """The base's admission policy and binding, re-homed to ``installed`` and admitting
+    ``repository``, applied for real; yields the policy's name once the API server enforces it
+    (a probe Pod, dry run as maint in ``probe_in``, is refused by it)."""
+    suffix = installed.system.rsplit("-", 1)[1]
+    name = f"maint-page-pods-{suffix}"
+    docs = [d for d in _rendered(installed.mode) if d["kind"] in ADMISSION_KINDS]
+    text = json.dumps(docs)
+    for old, new in (
+        (SYSTEM, installed.system),
+        (BUILD, installed.build),
+        ("maint-page-pods", name),
+    ):
+        text = text.replace(old, new)
+    docs = json.loads(text)
+    [policy] = manifests.find(docs, POLICY)
+    [variable] = [v for v in policy["spec"]["variables"] if v["name"] == "repository"]
+    variable["expression"] = f"'{repository}'"
+    manifests.apply(k8s, docs)
+    dynamic = DynamicClient(k8s)
+    try:
+        # An image from elsewhere: Pod Security `restricted` admits it, only the policy refuses.
+        probe = _maint_pod(probe_in, repository=f"{repository}-probe")
+        deadline = time.monotonic() + 60
+        while name not in (_refusal(control_plane, installed, probe) or ""):
+            assert time.monotonic() < deadline, "the admission policy was never enforced"
+            time.sleep(0.5)
+        yield name
+    finally:
+        for doc in docs:
+            resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            resource.delete(name=doc["metadata"]["name"])
+
+
+def _maint_pod(namespace: str, *, repository: str) -> dict:
+    """The page Pod exactly as maint builds it (maint/switch/pod.py), with maint's labels."""
+    target = naming.target_name(notice_id=7, namespace=namespace, service="web")
+    name = naming.object_name(target=target, revision="0123abcd")
+    return page_pod(
+        name=name,
+        namespace=namespace,
+        labels=naming.labels(notice_id=7, target=target) | {naming.PAGE_LABEL: name},
+        image=f"{repository}@sha256:{'ab' * 32}",
+        ports=[ContainerPort(number=8080, name="http")],
+    )
+
+
+def _refusal(control_plane, installed: Installed, pod: dict) -> str | None:
+    """The API server's message if ``pod`` (dry run, as maint) is refused, else None."""
+    as_maint = control_plane.api_client(impersonate=installed.user)
+    try:
+        CoreV1Api(as_maint).create_namespaced_pod(pod["metadata"]["namespace"], pod, dry_run="All")
+    except ApiException as error:
+        assert error.status in (403, 422), error
+        return str(json.loads(error.body)["message"])
+    finally:
+        as_maint.close()
+    return None
+
+
+def _with(path: str, value: object):
+    """A change to a Pod manifest: set the dotted ``path`` (list indexes as numbers)."""
+
+    def change(pod: dict) -> None:
+        *parents, last = path.split(".")
+        node = pod
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+        node[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
+def _host_path(pod: dict) -> None:
+    pod["spec"]["volumes"].append({"name": "node", "hostPath": {"path": "/"}})
+
+
+def _without_managed_by(pod: dict) -> None:
+    del pod["metadata"]["labels"][naming.MANAGED_BY]
+
+
+REPOSITORY = "registry.example/maint-page"
+REFUSED_PODS = {
+    "another ServiceAccount": (
+        _with("spec.serviceAccountName", "builder"),
+        "runs as the namespace's default ServiceAccount",
+    ),
+    "a hostPath volume": (_host_path, "emptyDir volumes only"),
+    "an image outside the repository": (
+        _with("spec.containers.0.image", f"registry.example/tools@sha256:{'cd' * 32}"),
+        "only images of the page repository, pinned by digest",
+    ),
+    "a look-alike repository": (
+        _with("spec.containers.0.image", f"{REPOSITORY}-x@sha256:{'cd' * 32}"),
+        "only images of the page repository, pinned by digest",
+    ),
+    "the repository by tag": (
+        _with("spec.containers.0.image", f"{REPOSITORY}:latest"),
+        "only images of the page repository, pinned by digest",
+    ),
+    "a service account token": (
+        _with("spec.automountServiceAccountToken", True),
+        "automountServiceAccountToken to false",
+    ),
+    "no managed-by label": (_without_managed_by, "carries maint's labels"),
+    "the host network": (_with("spec.hostNetwork", True), "no host network"),
+    "an added capability": (
+        _with("spec.containers.0.securityContext.capabilities.add", ["SYS_ADMIN"]),
+        "drops all capabilities",
+    ),
+    "root": (_with("spec.securityContext.runAsUser", 0), "runs as non-root"),
+}
+
+
+@pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)
+def test_admission_policy_refuses_every_pod_maint_would_not_build(
+    control_plane, k8s, namespace, installed
+):
+    CoreV1Api(k8s).create_namespaced_service_account(namespace, {"metadata": {"name": "builder"}})
+    with _admission(
+        control_plane, k8s, installed, repository=REPOSITORY, probe_in=namespace
+    ) as policy:
+        assert (
+            _refusal(control_plane, installed, _maint_pod(namespace, repository=REPOSITORY)) is None
+        )
+        found = {}
+        for case, (change, _) in REFUSED_PODS.items():
+            pod = _maint_pod(namespace, repository=REPOSITORY)
+            change(pod)
+            found[case] = _refusal(control_plane, installed, pod)
+        # The same Pods by anyone else are not the policy's business (the admin's dry run).
+        hostpath = _maint_pod(namespace, repository=REPOSITORY)
+        _host_path(hostpath)
+        CoreV1Api(k8s).create_namespaced_pod(namespace, hostpath, dry_run="All")
+    for case, (_, message) in REFUSED_PODS.items():
+        assert found[case] is not None, f"{case}: admitted"
+        assert policy in found[case] and message in found[case], (case, found[case])
+
+
+@pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)
+def test_admission_policy_refuses_maint_pods_in_system_and_maints_own_namespaces(
+    control_plane, k8s, namespace, installed
+):
+    with _admission(
+        control_plane, k8s, installed, repository=REPOSITORY, probe_in=namespace
+    ) as policy:
+        found = {
+            where: _refusal(control_plane, installed, _maint_pod(where, repository=REPOSITORY))
+            for where in ("kube-system", "kube-public", "kube-node-lease", installed.system)
+        }
+    for where, message in found.items():
+        assert message is not None and policy in message, (where, message)
+        assert "never starts a Pod in a system namespace or in its own" in message

@@ -154,8 +154,9 @@ def test_an_offset_less_restore_by_does_not_stop_the_forced_restore_of_another_s
         fork=False,
     )
 
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+    assert "not restored (failed or skipped" in done.stderr, done.stderr
     ours = [line for line in done.stdout.splitlines() if line.startswith(f"{namespace}/")]
     for name in bad:
         lines = [line for line in ours if line.startswith(f"{namespace}/{name}:")]

@@ -1,0 +1,97 @@
+"""Where maint may act: the MAINT_TARGET_NAMESPACES allowlist and the namespaces refused always.
+
+Pure logic; the same checks against the real API server and the CLI are in
+tests/integration/test_namespace_policy.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from maint.errors import Forbidden, InvalidInput
+from maint.notices.validation import namespace_policy
+from maint.settings import Settings
+
+ALWAYS_REFUSED = ["kube-system", "kube-public", "kube-node-lease", "maint-system", "maint-build"]
+
+
+def _policy(**values: str):
+    return namespace_policy(Settings(**values))
+
+
+@pytest.mark.parametrize("namespace", ALWAYS_REFUSED)
+@pytest.mark.parametrize("allowlist", ["", "shop"])
+def test_system_and_maints_own_namespaces_are_refused_with_or_without_an_allowlist(
+    namespace, allowlist
+):
+    policy = _policy(target_namespaces=allowlist)
+    with pytest.raises(InvalidInput, match=f"--target {namespace}/web: namespace {namespace} is "):
+        policy.check_targets(["shop/web", f"{namespace}/web"])
+    with pytest.raises(Forbidden, match=f"refused to patch Service {namespace}/web"):
+        policy.check_write(f"patch Service {namespace}/web", namespace)
+
+
+def test_maints_own_namespaces_follow_their_settings():
+    policy = _policy(namespace="ops-maint", build_namespace="ops-build")
+    for namespace in ("ops-maint", "ops-build"):
+        with pytest.raises(InvalidInput, match="never a maint target"):
+            policy.check_targets([f"{namespace}/web"])
+    policy.check_targets(["maint-system/web", "maint-build/web"])  # ordinary namespaces now
+
+
+def test_empty_allowlist_admits_every_other_namespace():
+    policy = _policy()
+    policy.check_targets(["shop/web", "default/api"])
+    policy.check_write("create Pod shop/maint-1-web-abcde-0123abcd", "shop")
+
+
+def test_allowlist_admits_only_its_namespaces():
+    policy = _policy(target_namespaces=" shop , web-team ")
+    policy.check_targets(["shop/web", "web-team/api"])
+    with pytest.raises(InvalidInput, match=r"not in MAINT_TARGET_NAMESPACES \(shop, web-team\)"):
+        policy.check_targets(["default/api"])
+    for what in ("create Pod default/p", "delete Pod default/p", "patch Service default/api"):
+        with pytest.raises(Forbidden, match="not in MAINT_TARGET_NAMESPACES"):
+            policy.check_write(what, "default")
+
+
+def test_build_namespace_takes_build_objects_only():
+    policy = _policy(target_namespaces="shop")
+    for what in (
+        "create Job maint-build/j",
+        "delete Job maint-build/j",
+        "create ConfigMap maint-build/c",
+        "delete ConfigMap maint-build/c",
+        "delete Pod maint-build/j-abcde",  # the Job's leftover Pods
+    ):
+        policy.check_write(what, "maint-build")
+    for what in ("create Pod maint-build/p", "patch Service maint-build/s"):
+        with pytest.raises(Forbidden, match="never a maint target"):
+            policy.check_write(what, "maint-build")
+
+
+def test_build_objects_anywhere_else_follow_the_target_rules():
+    policy = _policy(target_namespaces="shop")
+    with pytest.raises(Forbidden):
+        policy.check_write("create ConfigMap kube-system/c", "kube-system")
+    with pytest.raises(Forbidden):
+        policy.check_write("create Job default/j", "default")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("shop,kube-system", "kube-system is refused always"),
+        ("shop,Bad_Name", "'Bad_Name' is not a namespace name"),
+        ("shop,-x", "'-x' is not a namespace name"),
+    ],
+)
+def test_bad_allowlist_is_a_bad_setting(value, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(target_namespaces=value)
+
+
+def test_bad_own_namespace_is_a_bad_setting():
+    with pytest.raises(ValidationError, match="not a namespace name"):
+        Settings(namespace="Maint System")

@@ -135,13 +135,7 @@ class App:
                     service = cluster.get_service(self.api, namespace=ref.namespace, name=ref.name)
                 except NotFound:
                     raise InvalidInput(f"Service {ref} does not exist") from None
-                if service.type == "ExternalName":
-                    raise InvalidInput(f"Service {ref} is ExternalName; it has no Pods to switch")
-                if not service.selector:
-                    raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
-                if naming.PAGE_LABEL in service.selector:
-                    raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
-                switch.plan_ports(service)
+                switch.switchable(service)
         window = Window(
             start=new.start, end=new.end, lead=self.settings.lead(), grace=self.settings.grace()
         )

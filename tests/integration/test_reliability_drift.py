@@ -166,6 +166,14 @@ def test_a_foreign_selector_is_reported_once_and_never_overwritten(window, k8s):
     assert len(drift) == 1 and drift[0].outcome == "foreign"
     assert "track" in drift[0].detail and "left as is" in drift[0].detail
 
+    # Someone points another Service at the page: at the FAILED end it must keep serving.
+    core.create_namespaced_service(
+        window.namespace,
+        {
+            "metadata": {"name": "still-paged"},
+            "spec": {"selector": {"maint.io/page": target.pod}, "ports": [{"port": 80}]},
+        },
+    )
     window.clock.at(notice.end)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.FAILED

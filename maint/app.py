@@ -20,6 +20,7 @@ from maint.errors import InvalidInput, NotFound
 from maint.notices import DatabaseLimits, Notice, NoticeStore, TargetState, new_notice, parse_time
 from maint.notices.validation import MAX_WINDOW
 from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
+from maint.runner.housekeeping import pending_images
 from maint.runner.transitions import Window
 from maint.settings import Settings
 
@@ -179,7 +180,9 @@ class App:
             t.state is TargetState.RESTORING for t in notice.targets
         ):
             raise InvalidInput(f"notice {notice_id} is already ending; register a new notice")
-        return self.store.set_window(notice_id, now=now, end=new_end, intent="extend")
+        return self.store.set_window(
+            notice_id, now=now, end=new_end, intent="extend", check_overlap=True
+        )
 
     def wait_settled(
         self, notice_id: int, *, timeout: float, say: Callable[[str], None]
@@ -272,6 +275,11 @@ def notice_json(
                 "actual_end": t.actual_end.isoformat() if t.actual_end else None,
                 "forced": t.forced,
             }
+            | (
+                {"pending_cleanup": pending_images(events, target=str(t.ref))}
+                if events is not None
+                else {}
+            )
             for t in notice.targets
         ],
     }

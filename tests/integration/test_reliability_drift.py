@@ -23,8 +23,6 @@ from maint.notices import TargetState
 from tests.support.kubelet import JobResult
 from tests.support.processes import (
     FAST_SETTINGS,
-    Stage,
-    make_stage,
     ready_endpoints,
     wait_until,
 )
@@ -93,22 +91,6 @@ def test_a_deleted_page_pod_is_back_after_one_pass(window, k8s, phase):
     assert ("pod", "missing") in outcomes
     assert outcomes.count(("pod", "created")) == 2
     print(f"page Pod recreated and Ready in one pass ({took:.2f}s)")
-
-
-@pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def test_a_running_maint_brings_a_deleted_page_pod_back_within_a_poll_interval(stage, k8s, capsys):

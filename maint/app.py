@@ -28,6 +28,7 @@ from maint.notices import (
 )
 from maint.notices.validation import MAX_WINDOW
 from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
+from maint.runner.housekeeping import pending_images
 from maint.runner.transitions import Window
 from maint.settings import Settings
 from maint.switch import preflight
@@ -148,13 +149,7 @@ class App:
                     service = cluster.get_service(self.api, namespace=ref.namespace, name=ref.name)
                 except NotFound:
                     raise InvalidInput(f"Service {ref} does not exist") from None
-                if service.type == "ExternalName":
-                    raise InvalidInput(f"Service {ref} is ExternalName; it has no Pods to switch")
-                if not service.selector:
-                    raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
-                if naming.PAGE_LABEL in service.selector:
-                    raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
-                switch.plan_ports(service)
+                switch.switchable(service)
                 refused = preflight.blocking(self.preflight(ref), allowed=allow)
                 if refused:
                     first = refused[0]
@@ -219,7 +214,9 @@ class App:
             t.state is TargetState.RESTORING for t in notice.targets
         ):
             raise InvalidInput(f"notice {notice_id} is already ending; register a new notice")
-        return self.store.set_window(notice_id, now=now, end=new_end, intent="extend")
+        return self.store.set_window(
+            notice_id, now=now, end=new_end, intent="extend", check_overlap=True
+        )
 
     def wait_settled(
         self, notice_id: int, *, timeout: float, say: Callable[[str], None]
@@ -320,6 +317,11 @@ def notice_json(
                 "actual_end": t.actual_end.isoformat() if t.actual_end else None,
                 "forced": t.forced,
             }
+            | (
+                {"pending_cleanup": pending_images(events, target=str(t.ref))}
+                if events is not None
+                else {}
+            )
             for t in notice.targets
         ],
     }

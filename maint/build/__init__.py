@@ -3,6 +3,7 @@
 The only package that uses boto3.
 """
 
+from maint.build.failures import permanent
 from maint.build.kaniko import BuildPlan, remove, start, wait_digest
 from maint.build.manifests import KanikoSpec
 from maint.build.registry import (
@@ -21,6 +22,7 @@ __all__ = [
     "OciRegistry",
     "Registry",
     "parse_repository",
+    "permanent",
     "remove",
     "start",
     "wait_digest",

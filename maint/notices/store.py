@@ -176,16 +176,29 @@ class NoticeStore:
         end: datetime,
         cancelled: bool = False,
         intent: str = "",
+        check_overlap: bool = False,
     ) -> Notice:
         """Record an operator's intent: move the end (extend, end now) or mark it cancelled.
 
         Only data: the running scheduler sees ``updated_at`` move (``change_marker``) and acts.
-        ``intent`` is written to the event log in the same transaction.
+        ``intent`` is written to the event log in the same transaction. ``check_overlap``
+        (extend): ``InvalidInput``, nothing written, if the new window overlaps another notice
+        on one of its Services; checked under the same per-Service lock as ``add``.
         """
         with self._session() as session, session.begin():
             row = session.get(NoticeRow, notice_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
+            if check_overlap and row.maintenance:
+                refs = [ServiceRef(namespace=t.namespace, name=t.service) for t in row.targets]
+                _lock_services(session, refs)
+                for ref in refs:
+                    clash = _overlapping(session, ref, row.start_at, end, exclude=row.id)
+                    if clash is not None:
+                        raise InvalidInput(
+                            f"--end {end.isoformat()} overlaps maintenance notice {clash} on "
+                            f"{ref}; pick an earlier end or cancel notice {clash}"
+                        )
             row.end_at = end
             row.updated_at = now
             if cancelled:
@@ -502,7 +515,14 @@ def _lock_key(ref: ServiceRef) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _overlapping(session: Session, ref: ServiceRef, start: datetime, end: datetime) -> int | None:
+def _overlapping(
+    session: Session,
+    ref: ServiceRef,
+    start: datetime,
+    end: datetime,
+    *,
+    exclude: int | None = None,
+) -> int | None:
     live = [
         s.value for s in TargetState if s not in (TargetState.CANCELLED, TargetState.ROLLED_BACK)
     ]
@@ -510,6 +530,7 @@ def _overlapping(session: Session, ref: ServiceRef, start: datetime, end: dateti
         select(NoticeRow.id)
         .join(TargetRow)
         .where(
+            NoticeRow.id != (exclude if exclude is not None else -1),
             TargetRow.namespace == ref.namespace,
             TargetRow.service == ref.name,
             TargetRow.state.in_(live),

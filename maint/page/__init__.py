@@ -10,6 +10,7 @@ the package.
 from maint.page.model import SUPPORTED_LANGS, BuildContext, PageNotice
 from maint.page.preview import make_server, serve
 from maint.page.rendering import render, render_nginx_conf
+from maint.page.revision import revision
 from maint.page.tarball import context_tarball
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "make_server",
     "render",
     "render_nginx_conf",
+    "revision",
     "serve",
 ]

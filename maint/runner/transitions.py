@@ -21,6 +21,12 @@ class Step(StrEnum):
     FORCE_RESTORE = "force-restore"  # after end + grace: from the Service annotation alone
     ROLLBACK = "rollback"  # never switched (or switched without a record): undo, untouched
     CANCEL = "cancel"
+    RETRY = "retry"  # a step failed in a way that may pass: the same step again later
+
+
+# Before the switch, a transient failure is retried until this long after the start: a page
+# that is ready a little late still beats rolling the window back.
+PREPARE_MARGIN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -75,3 +81,27 @@ def due_at(state: TargetState, *, window: Window) -> datetime | None:
     if state is TargetState.ACTIVE:
         return w.end
     return w.end + w.grace
+
+
+def after_failure(state: TargetState, *, now: datetime, window: Window, permanent: bool) -> Step:
+    """What a failed step leads to. Before the switch: roll back on a permanent error (or
+    once the start plus ``PREPARE_MARGIN`` has passed), else the same step again. After the
+    switch the restore is always retried (the forced restore at end + grace is the net)."""
+    before_switch = state in (TargetState.SCHEDULED, TargetState.PREPARING, TargetState.READY)
+    if before_switch and (permanent or now >= window.start + PREPARE_MARGIN):
+        return Step.ROLLBACK
+    return Step.RETRY
+
+
+def service_gone(state: TargetState) -> TargetState:
+    """The terminal state of a target whose Service was deleted (or deleted and recreated, so
+    our switch is gone with it): before the switch nothing was touched (ROLLED_BACK); after it
+    the page served its part of the window (COMPLETED)."""
+    if state in (TargetState.SCHEDULED, TargetState.PREPARING, TargetState.READY):
+        return TargetState.ROLLED_BACK
+    return TargetState.COMPLETED
+
+
+def backoff(attempt: int, *, first: float, cap: float) -> float:
+    """Seconds before retry number ``attempt`` (1, 2, ...): doubling from ``first``, capped."""
+    return float(min(cap, first * 2.0 ** max(0, attempt - 1)))

@@ -16,17 +16,17 @@ from typing import Any
 
 from maint import cluster
 from maint.cluster import Cluster, ServiceInfo
-from maint.errors import Conflict, InvalidInput
+from maint.errors import Conflict
 from maint.naming import (
     NOTICE_ANNOTATION,
     ORIGINAL_SELECTOR_ANNOTATION,
-    PAGE_LABEL,
     PAGE_SELECTOR_ANNOTATION,
     RESTORE_BY_ANNOTATION,
     SERVICE_ANNOTATIONS,
     is_page_selector,
 )
 from maint.notices import ServiceRef
+from maint.switch.rules import switchable
 
 
 @dataclass(frozen=True)
@@ -54,31 +54,18 @@ def switch(
     page: dict[str, str],
     notice_id: int,
     restore_by: datetime,
-    previous_page: dict[str, str] | None = None,
 ) -> Switched:
-    """Point the Service at the page Pod; returns the app's original selector.
-
-    ``previous_page``: the selector of an older page revision (extend) that may be live now;
-    then only the page changes and the saved original stays as it is.
-    """
+    """Point the Service at the page Pod; returns the app's original selector (the live one,
+    which only this initial switch may record; a refresh uses ``move_page``)."""
     for _attempt in range(3):
         service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
         if service.selector == page:
             return Switched(original=_saved_original(service), already=True)
-        if previous_page is not None and service.selector == previous_page:
-            original = _saved_original(service)
-            ops = _annotations(
-                service, page=page, original=original, notice_id=notice_id, restore_by=restore_by
-            )
-        else:
-            if not service.selector:
-                raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
-            if PAGE_LABEL in service.selector:
-                raise Conflict(f"Service {ref} already selects another maintenance page")
-            original = service.selector
-            ops = _annotations(
-                service, page=page, original=original, notice_id=notice_id, restore_by=restore_by
-            )
+        switchable(service)
+        original = service.selector
+        ops = _annotations(
+            service, page=page, original=original, notice_id=notice_id, restore_by=restore_by
+        )
         try:
             cluster.json_patch_service(
                 api,
@@ -94,6 +81,91 @@ def switch(
             continue  # changed between read and patch (or our own retried write): look again
         return Switched(original=original, already=False)
     raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+class MoveOutcome(StrEnum):
+    MOVED = "moved"
+    ALREADY = "already"
+    FOREIGN = "changed by someone else"
+
+
+def move_page(
+    api: Cluster,
+    *,
+    ref: ServiceRef,
+    page: dict[str, str],
+    previous_page: dict[str, str],
+    restore_by: datetime,
+) -> tuple[MoveOutcome, dict[str, str]]:
+    """A refresh: point the Service from ``previous_page`` to ``page`` (a new revision).
+
+    Never records an original: anything live other than the two page selectors is someone
+    else's (an SRE gave the Service back by hand) and is left alone (``FOREIGN``, with it).
+    """
+    for _attempt in range(3):
+        service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
+        if service.selector == page:
+            return MoveOutcome.ALREADY, service.selector
+        if service.selector != previous_page:
+            return MoveOutcome.FOREIGN, service.selector
+        ops = [
+            {"op": "test", "path": "/spec/selector", "value": previous_page},
+            _set_annotation(service, PAGE_SELECTOR_ANNOTATION, json.dumps(page, sort_keys=True)),
+            _set_annotation(service, RESTORE_BY_ANNOTATION, restore_by.isoformat()),
+            {"op": "replace", "path": "/spec/selector", "value": page},
+        ]
+        try:
+            cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=ops)
+        except Conflict:
+            continue
+        return MoveOutcome.MOVED, page
+    raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def move_deadline(
+    api: Cluster, *, ref: ServiceRef, page: dict[str, str], restore_by: datetime
+) -> MoveOutcome:
+    """Move ``maint.io/restore-by`` (an extended window) in one patch guarded by a ``test`` of
+    the page selector, so the DB-less sweep never restores at the old deadline."""
+    for _attempt in range(3):
+        service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
+        if service.selector != page:
+            return MoveOutcome.FOREIGN
+        if service.annotations.get(RESTORE_BY_ANNOTATION) == restore_by.isoformat():
+            return MoveOutcome.ALREADY
+        ops = [
+            {"op": "test", "path": "/spec/selector", "value": page},
+            _set_annotation(service, RESTORE_BY_ANNOTATION, restore_by.isoformat()),
+        ]
+        try:
+            cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=ops)
+        except Conflict:
+            continue
+        return MoveOutcome.MOVED
+    raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def drop_annotations(api: Cluster, *, ref: ServiceRef, notice_id: int) -> bool:
+    """Remove maint's annotations from a Service that no longer selects our page (a FAILED
+    target): the sweep then stops looking at it. Guarded by a ``test`` of our notice id."""
+    service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
+    if service.annotations.get(NOTICE_ANNOTATION) != str(notice_id):
+        return False
+    ops = [
+        {
+            "op": "test",
+            "path": cluster.pointer("metadata", "annotations", NOTICE_ANNOTATION),
+            "value": str(notice_id),
+        },
+        *_annotation_removals(service),
+    ]
+    cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=ops)
+    return True
+
+
+def _set_annotation(service: ServiceInfo, key: str, value: str) -> dict[str, Any]:
+    op = "replace" if key in service.annotations else "add"
+    return {"op": op, "path": cluster.pointer("metadata", "annotations", key), "value": value}
 
 
 def restore(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from maint.cluster import calls
 from maint.errors import ClusterUnavailable, StepTimeout
 from maint.notices import ServiceRef, TargetState
 from tests.support.faults import ApiProxy, Exchange, Fault, is_create, is_plain_request, is_watch
-from tests.support.processes import Stage, make_stage, wait_until
+from tests.support.processes import wait_until
 from tests.support.window import APP_LABELS, make_app
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
@@ -36,22 +37,9 @@ def proxy(control_plane) -> Iterator[ApiProxy]:
 
 
 @pytest.fixture
-def stage(
-    control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path, proxy
-) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-        kubeconfig=proxy.kubeconfig(tmp_path / "kubeconfig-proxy"),
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_kubeconfig(proxy, tmp_path) -> Path:
+    """The ``maint`` processes reach the API server through the fault-injecting proxy."""
+    return proxy.kubeconfig(tmp_path / "kubeconfig-proxy")
 
 
 def _mutating(exchange: Exchange) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from maint import naming
 from maint.notices import TargetState
 from tests.support.faults import TcpProxy
-from tests.support.processes import FAST_SETTINGS, Stage, maint, make_stage, wait_until
+from tests.support.processes import FAST_SETTINGS, Stage, maint, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 
@@ -31,20 +31,8 @@ NO_DATABASE = "postgresql+psycopg://nobody:nothing@127.0.0.1:9/none"
 
 
 @pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-        restore_grace=GRACE,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_settings() -> dict[str, Any]:
+    return {"restore_grace": GRACE}
 
 
 @pytest.fixture

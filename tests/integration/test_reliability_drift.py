@@ -23,8 +23,6 @@ from maint.notices import TargetState
 from tests.support.kubelet import JobResult
 from tests.support.processes import (
     FAST_SETTINGS,
-    Stage,
-    make_stage,
     ready_endpoints,
     wait_until,
 )
@@ -95,22 +93,6 @@ def test_a_deleted_page_pod_is_back_after_one_pass(window, k8s, phase):
     print(f"page Pod recreated and Ready in one pass ({took:.2f}s)")
 
 
-@pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def test_a_running_maint_brings_a_deleted_page_pod_back_within_a_poll_interval(stage, k8s, capsys):
     poll = float(FAST_SETTINGS["poll_interval"])
     notice = stage.add(start_in=4, length=60)
@@ -166,6 +148,14 @@ def test_a_foreign_selector_is_reported_once_and_never_overwritten(window, k8s):
     assert len(drift) == 1 and drift[0].outcome == "foreign"
     assert "track" in drift[0].detail and "left as is" in drift[0].detail
 
+    # Someone points another Service at the page: at the FAILED end it must keep serving.
+    core.create_namespaced_service(
+        window.namespace,
+        {
+            "metadata": {"name": "still-paged"},
+            "spec": {"selector": {"maint.io/page": target.pod}, "ports": [{"port": 80}]},
+        },
+    )
     window.clock.at(notice.end)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.FAILED

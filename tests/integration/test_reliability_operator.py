@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from kubernetes.client import CoreV1Api
@@ -20,7 +20,7 @@ from kubernetes.client import CoreV1Api
 from maint import naming
 from maint.notices import TargetState
 from maint.page import rules
-from tests.support.processes import Stage, maint, make_stage, wait_until
+from tests.support.processes import Stage, maint, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 
@@ -28,20 +28,8 @@ GRACE = 30.0
 
 
 @pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-        restore_grace=GRACE,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_settings() -> dict[str, Any]:
+    return {"restore_grace": GRACE}
 
 
 def _state(stage: Stage, notice_id: int) -> TargetState:

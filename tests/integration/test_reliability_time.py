@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from kubernetes.client import CoreV1Api
@@ -22,7 +23,7 @@ from maint.app import App, notice_json
 from maint.notices import Notice, TargetState
 from maint.settings import Settings
 from tests.support.kubelet import JobResult
-from tests.support.processes import Stage, make_stage, wait_until
+from tests.support.processes import wait_until
 from tests.support.window import (
     APP_LABELS,
     Window,
@@ -192,20 +193,8 @@ def test_a_window_whose_whole_time_was_slept_through_is_rolled_back_untouched(wi
 
 
 @pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-        restore_grace=4,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_settings() -> dict[str, Any]:
+    return {"restore_grace": 4}
 
 
 @pytest.mark.k8s

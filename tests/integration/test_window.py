@@ -16,6 +16,7 @@ from kubernetes.client import CoreV1Api
 
 from maint.app import App
 from maint.notices import TargetState
+from maint.runner.transitions import PREPARE_MARGIN
 from tests.support.kubelet import JobResult
 from tests.support.window import (
     APP_LABELS,
@@ -160,9 +161,11 @@ def test_failing_kaniko_job_rolls_back_and_leaves_the_service_untouched(window, 
     assert "COPY failed" in details
 
 
-def test_page_pod_that_never_becomes_ready_rolls_back_before_any_switch(
+def test_page_pod_that_never_becomes_ready_is_retried_until_the_start_then_rolls_back(
     window, k8s, kubelet, oci_registry
 ):
+    """Not Ready within ``pod_ready_timeout`` may pass (a slow node, an API outage): retried
+    while the start plus the margin is ahead, rolled back untouched once it has passed."""
     kubelet.default_job_result = JobResult(
         succeeded=True, message=oci_registry.push_image("maint-page")
     )
@@ -170,6 +173,9 @@ def test_page_pod_that_never_becomes_ready_rolls_back_before_any_switch(
     kubelet.never_ready.add(window.page_name(notice.id))
     window.app.settings = window.app.settings.model_copy(update={"pod_ready_timeout": 3})
     window._runner = None
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.PREPARING
+    window.clock.at(notice.start + PREPARE_MARGIN)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
     assert (
@@ -204,8 +210,15 @@ def test_selector_changed_by_someone_else_is_not_overwritten_at_restore(
     assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == theirs
     conflict = [e for e in window.app.store.events(notice.id) if e.outcome == "conflict"]
     assert conflict and "not overwritten" in conflict[0].detail
-    # the page keeps serving whoever still points at it
-    assert CoreV1Api(k8s).read_namespaced_pod(target.pod, window.namespace).metadata.name
+    assert "{'app': 'web'}" in conflict[0].detail  # the app's selector, for the human
+    # Nothing selects the page any more: Pod, Job, ConfigMap and our annotations are gone,
+    # so no later pass or sweep warns about this Service again.
+    assert leftovers_after(k8s, notice.id) == []
+    service = CoreV1Api(k8s).read_namespaced_service("web", window.namespace)
+    assert not any(k.startswith("maint.io/") for k in service.metadata.annotations or {})
+    window.clock.at(notice.end + window.app.settings.grace())
+    assert window.step().overdue == []
+    assert [e.outcome for e in window.app.store.events(notice.id)].count("conflict") == 1
 
 
 @pytest.mark.aws

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
+import pytest
 from kubernetes.client import ApiClient, BatchV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from psycopg import sql
@@ -678,3 +679,48 @@ def ready_endpoints(k8s: ApiClient, namespace: str, service: str = "web") -> set
         for e in (s.endpoints or [])
         if e.target_ref and (e.conditions is None or e.conditions.ready)
     }
+
+
+# --- the shared fixture -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stage_settings() -> dict[str, Any]:
+    """``MAINT_*`` settings of this module's stage (override the fixture in a module)."""
+    return {}
+
+
+@pytest.fixture
+def stage_kubeconfig() -> Path | None:
+    """The kubeconfig the ``maint`` processes use; None = the control plane's own (override it
+    in a module to put a proxy in between)."""
+    return None
+
+
+@pytest.fixture
+def stage(
+    control_plane: Any,
+    k8s: ApiClient,
+    kubelet: Any,
+    oci_registry: Any,
+    postgres_url: str,
+    tmp_path: Path,
+    stage_settings: dict[str, Any],
+    stage_kubeconfig: Path | None,
+) -> Iterator[Stage]:
+    """One ``Stage`` per test on PostgreSQL: the app, a build namespace, and ``maint`` wired
+    with ``stage_settings`` through ``stage_kubeconfig``."""
+    made = make_stage(
+        control_plane=control_plane,
+        k8s=k8s,
+        kubelet=kubelet,
+        registry=oci_registry,
+        database_url=postgres_url,
+        workdir=tmp_path,
+        kubeconfig=stage_kubeconfig,
+        **stage_settings,
+    )
+    try:
+        yield made
+    finally:
+        made.close()

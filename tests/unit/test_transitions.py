@@ -8,6 +8,7 @@ import pytest
 
 from maint.notices import TargetState as S
 from maint.runner import Step, Window, decide, due_at
+from maint.runner.transitions import PREPARE_MARGIN, after_failure, backoff, service_gone
 
 START = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)
@@ -79,3 +80,48 @@ def test_a_window_never_switched_is_rolled_back_not_restored_when_the_end_passed
 )
 def test_due_at_is_the_next_moment_the_state_needs_attention(state, due):
     assert due_at(state, window=W) == due
+
+
+MARGIN = PREPARE_MARGIN
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "permanent", "step"),
+    [
+        # before the switch a failure that may pass is retried until start + margin ...
+        (S.PREPARING, at(-LEAD), False, Step.RETRY),
+        (S.PREPARING, START, False, Step.RETRY),
+        (S.READY, START + MARGIN - timedelta(seconds=1), False, Step.RETRY),
+        (S.PREPARING, START + MARGIN, False, Step.ROLLBACK),
+        (S.READY, START + MARGIN, False, Step.ROLLBACK),
+        # ... and a permanent one (Forbidden, invalid, no such base image) rolls back at once
+        (S.PREPARING, at(-LEAD), True, Step.ROLLBACK),
+        (S.READY, START, True, Step.ROLLBACK),
+        # after the switch the restore is always tried again
+        (S.ACTIVE, END, True, Step.RETRY),
+        (S.RESTORING, END + GRACE, False, Step.RETRY),
+    ],
+)
+def test_after_failure_retries_what_may_pass_until_the_start_and_rolls_back_the_rest(
+    state, now, permanent, step
+):
+    assert after_failure(state, now=now, window=W, permanent=permanent) is step
+
+
+@pytest.mark.parametrize(
+    ("state", "ending"),
+    [
+        (S.PREPARING, S.ROLLED_BACK),
+        (S.READY, S.ROLLED_BACK),
+        (S.ACTIVE, S.COMPLETED),
+        (S.RESTORING, S.COMPLETED),
+    ],
+)
+def test_a_vanished_service_ends_the_target_terminally(state, ending):
+    assert service_gone(state) is ending
+    assert service_gone(state).terminal
+
+
+def test_backoff_doubles_from_the_first_delay_and_stops_at_the_cap():
+    delays = [backoff(n, first=5, cap=60) for n in range(1, 7)]
+    assert delays == [5, 10, 20, 40, 60, 60]

@@ -1,0 +1,194 @@
+"""What every step of a window shares: the collaborators, the event log and guarded moves.
+
+The phases (``prepare``, ``window``, ``ending``) each hold one ``StepContext``; none of them
+keeps state of its own between passes, so a crash loses nothing the database does not hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from maint import build, cluster, naming, page, switch
+from maint.cluster import Cluster
+from maint.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    MaintError,
+    StepTimeout,
+)
+from maint.notices import Event, NoticeStore, TargetState, TargetUpdate, WorkItem
+from maint.runner.transitions import Step, Window, decide, due_at
+from maint.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Errors no retry can fix before the switch: roll back at once, with the reason. Everything
+# else (API outage, a wait past its deadline, a registry 5xx in the build) is retried until the
+# start plus ``PREPARE_MARGIN`` (transitions.prepare_deadline).
+PERMANENT_BEFORE_SWITCH = (InvalidInput, Forbidden)
+NO_CHANGES = TargetUpdate()
+PRE_SWITCH = (TargetState.SCHEDULED, TargetState.PREPARING, TargetState.READY)
+
+
+class Superseded(Conflict):
+    """An intent recorded a moment ago (cancel, end) changed what this step must do."""
+
+
+@dataclass(frozen=True)
+class PageBuild:
+    """One revision of a target's page: its objects' name, plan and (once built) image."""
+
+    target: str
+    name: str
+    revision: str
+    plan: build.BuildPlan
+    context: page.BuildContext
+    tarball: bytes
+    ports: tuple[switch.ContainerPort, ...]
+
+
+class StepContext:
+    """The collaborators of every step and the few things they all do (log, move, confirm)."""
+
+    def __init__(
+        self,
+        *,
+        api: Cluster,
+        store: NoticeStore,
+        registry: build.Registry,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        say: Callable[[str], None],
+        renew: Callable[[int], object],
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self.say = say
+        self.renew = renew
+        self.repository = build.parse_repository(settings.image_repository)
+
+    def window(self, item: WorkItem) -> Window:
+        return Window(
+            start=item.notice.start,
+            end=item.notice.end,
+            lead=self.settings.lead(),
+            grace=self.settings.grace(),
+            cancelled=item.notice.cancelled_at is not None,
+        )
+
+    def event(self, item: WorkItem, step: str, outcome: str, detail: str = "") -> None:
+        """Log a sub-step of the step in progress (and renew its claim)."""
+        self.record(item, step, outcome, detail)
+        self.renew(item.target.id)
+
+    def record(self, item: WorkItem, step: str, outcome: str, detail: str = "") -> None:
+        """Log an event outside any step (background housekeeping): no claim to renew."""
+        record = self._event(item, step, outcome, detail)
+        self._say(record)
+        self.store.record(record)
+
+    def move(
+        self,
+        item: WorkItem,
+        to: TargetState,
+        *,
+        expect: tuple[TargetState, ...] | None = None,
+        changes: TargetUpdate = NO_CHANGES,
+        then: tuple[str, str, str] | None = None,
+    ) -> WorkItem:
+        """Transition the target; ``then`` = (step, outcome, detail) is the event that tells
+        of it, written in the same transaction so a crash cannot lose it."""
+        record = self._event(item, *then) if then is not None else None
+        target = self.store.transition(
+            item.target.id,
+            expect=expect or (item.target.state,),
+            to=to,
+            due_at=due_at(to, window=self.window(item)),
+            changes=changes,
+            record=record,
+        )
+        if record is not None:
+            self._say(record)
+            self.renew(item.target.id)
+        return WorkItem(notice=item.notice, target=target)
+
+    def confirm(self, item: WorkItem, step: Step) -> WorkItem:
+        """Re-read the notice and target right before a cluster write: ``Superseded`` unless
+        ``step`` is still what ``decide`` wants, so an intent recorded a moment ago wins."""
+        fresh = self.store.target(item.target.id)
+        wanted = decide(fresh.target.state, now=self.clock(), window=self.window(fresh))
+        if wanted.step is not step:
+            raise Superseded(f"{step.value} no longer due: {wanted.reason}")
+        return fresh
+
+    def target_name(self, item: WorkItem) -> str:
+        return naming.target_name(
+            notice_id=item.notice.id,
+            namespace=item.target.ref.namespace,
+            service=item.target.ref.name,
+        )
+
+    def progress(self, item: WorkItem) -> Callable[[str], None]:
+        def report(line: str) -> None:
+            self.say(f"notice {item.notice.id} {item.target.ref}: {line}")
+            self.renew(item.target.id)
+
+        return report
+
+    def verify_endpoints(self, item: WorkItem, *, want: set[str], what: str) -> None:
+        """Wait (bounded) until the EndpointSlices list ``want`` (or, empty, no page Pod);
+        a timeout is logged, not raised: the selector is already right."""
+        ref = item.target.ref
+        page_pod = item.target.pod
+        try:
+            if want:
+
+                def done(pods: set[str]) -> bool:
+                    return pods == want
+            else:
+
+                def done(pods: set[str]) -> bool:
+                    return page_pod not in pods
+
+            seen = cluster.wait_endpoints(
+                self.api,
+                namespace=ref.namespace,
+                service=ref.name,
+                done=done,
+                timeout=self.settings.endpoints_timeout,
+                what=f"EndpointSlices of {ref} to list {what}",
+                progress=self.progress(item),
+            )
+            self.event(item, "endpoints", "ok", f"{what}: {sorted(seen) or 'none ready'}")
+        except StepTimeout as e:
+            self.event(item, "endpoints", "failed", str(e))
+
+    def _event(self, item: WorkItem, step: str, outcome: str, detail: str) -> Event:
+        return Event(
+            at=self.clock(),
+            notice_id=item.notice.id,
+            target=str(item.target.ref),
+            step=step,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def _say(self, record: Event) -> None:
+        detail = f": {record.detail}" if record.detail else ""
+        self.say(
+            f"notice {record.notice_id} {record.target}: {record.step} {record.outcome}{detail}"
+        )
+
+
+def describe(e: MaintError) -> str:
+    """One line for the event log: the error's kind and message."""
+    kind = "database" if isinstance(e, DatabaseUnavailable) else type(e).__name__
+    return f"{kind}: {e}"

@@ -1,0 +1,194 @@
+"""Every way a window ends: restore, rollback, cancel, a vanished Service, a foreign selector.
+
+Each ending is terminal: once the Service is given back (or was never touched, or is gone),
+the target reaches COMPLETED, ROLLED_BACK, CANCELLED or FAILED in the same step, and what is
+left is housekeeping that never holds it up (image deletion, see ``housekeeping``).
+A 404 on an object being deleted is success; a 409 on the selector patch means someone else
+changed it (FOREIGN: reported, never overwritten).
+"""
+
+from __future__ import annotations
+
+from maint import build, cluster, naming, switch
+from maint.errors import Conflict, NotFound
+from maint.notices import TargetState, TargetUpdate, WorkItem
+from maint.runner.core import PRE_SWITCH, StepContext
+from maint.runner.housekeeping import ImageJanitor
+from maint.runner.transitions import service_gone
+
+
+class Ending:
+    def __init__(self, ctx: StepContext, *, janitor: ImageJanitor) -> None:
+        self.ctx = ctx
+        self.janitor = janitor
+
+    def restore(self, item: WorkItem, *, forced: bool = False) -> WorkItem:
+        """ACTIVE/RESTORING -> COMPLETED (FAILED when someone else owns the selector now)."""
+        ctx = self.ctx
+        if item.target.state is not TargetState.RESTORING:
+            item = ctx.move(item, TargetState.RESTORING)
+        ref = item.target.ref
+        assert item.target.pod is not None
+        try:
+            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+        except NotFound:
+            return self.gone(item, why=f"Service {ref} was deleted")
+        saved = switch.saved_state(service)
+        original = item.target.original_selector or (saved[0] if saved else None)
+        if original is None:
+            raise Conflict(f"no original selector recorded for {ref}; restore it by hand")
+        page = naming.page_selector(name=item.target.pod)
+        try:
+            result = switch.restore(ctx.api, ref=ref, page=page, original=original)
+        except NotFound:
+            return self.gone(item, why=f"Service {ref} was deleted")
+        if result.outcome is switch.RestoreOutcome.FOREIGN:
+            return self.fail_foreign(item, live=result.live, original=original)
+        lag = (ctx.clock() - item.notice.end).total_seconds()
+        ctx.event(
+            item,
+            "force-restore" if forced else "restore",
+            "ok" if result.outcome is switch.RestoreOutcome.RESTORED else "already",
+            f"selector {original} ({lag:+.3f}s from end)",
+        )
+        ctx.verify_endpoints(item, want=set(), what="no page Pod")
+        self.cleanup(item, keep=None, images=_images(item))
+        return ctx.move(
+            item,
+            TargetState.COMPLETED,
+            changes=TargetUpdate(actual_end=ctx.clock(), forced=forced or None),
+            then=("complete", "ok", "forced restore" if forced else ""),
+        )
+
+    def rollback(
+        self, item: WorkItem, *, reason: str, to: TargetState = TargetState.ROLLED_BACK
+    ) -> WorkItem:
+        """Undo a window that never (knowingly) switched; the Service stays as it is.
+
+        If a crash left the Service switched without a record, restore it first.
+        """
+        ctx = self.ctx
+        step = "rollback" if to is TargetState.ROLLED_BACK else "cancel"
+        ctx.event(item, step, "started", reason)
+        untouched = True
+        if item.target.pod is not None:
+            ref = item.target.ref
+            try:
+                service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+            except NotFound:
+                service = None
+            saved = switch.saved_state(service) if service is not None else None
+            if (
+                service is not None
+                and saved
+                and service.selector == naming.page_selector(name=item.target.pod)
+            ):
+                switch.restore(ctx.api, ref=ref, page=service.selector, original=saved[0])
+                ctx.event(item, "restore", "ok", f"selector {saved[0]} (switched without record)")
+                untouched = False
+        self.cleanup(item, keep=None, images=_images(item))
+        return ctx.move(
+            item,
+            to,
+            expect=PRE_SWITCH,
+            then=(
+                step,
+                "ok",
+                "Service untouched" if untouched else "Service restored to its original selector",
+            ),
+        )
+
+    def gone(self, item: WorkItem, *, why: str) -> WorkItem:
+        """The Service vanished (or was replaced without our switch): nothing is left to give
+        back, so remove what we made and end the target (ROLLED_BACK or COMPLETED)."""
+        ctx = self.ctx
+        ctx.event(item, "service", "gone", f"{why}; removing the page and its build")
+        self.cleanup(item, keep=None, images=_images(item))
+        to = service_gone(item.target.state)
+        completed = to is TargetState.COMPLETED
+        return ctx.move(
+            item,
+            to,
+            changes=TargetUpdate(actual_end=ctx.clock() if completed else None),
+            then=("complete" if completed else "rollback", "ok", why),
+        )
+
+    def fail_foreign(
+        self, item: WorkItem, *, live: dict[str, str], original: dict[str, str]
+    ) -> WorkItem:
+        """Someone else changed the selector during the window: never overwritten. FAILED,
+        after removing what serves nobody (Job, ConfigMap, image; the page Pod only when no
+        Service selects it) and our annotations, so no pass or sweep warns about it again."""
+        ctx = self.ctx
+        ref = item.target.ref
+        pod = item.target.pod
+        selected = pod is not None and self._selected(item, pod)
+        ctx.event(
+            item,
+            "restore",
+            "conflict",
+            f"selector was changed to {live} during the window; not overwritten (the app's "
+            f"selector was {original}). "
+            + (
+                f"The page Pod {pod} keeps running because a Service selects it: "
+                "check the Service and delete the Pod"
+                if selected
+                else "Nothing selects the page Pod any more: removed"
+            ),
+        )
+        self.cleanup(item, keep=None, images=_images(item), pods=not selected)
+        try:
+            if switch.drop_annotations(ctx.api, ref=ref, notice_id=item.notice.id):
+                ctx.event(item, "cleanup", "ok", f"removed maint's annotations from {ref}")
+        except (NotFound, Conflict):
+            pass  # gone, or no longer ours: nothing of ours to remove
+        return ctx.move(item, TargetState.FAILED, changes=TargetUpdate(actual_end=ctx.clock()))
+
+    def cleanup(
+        self, item: WorkItem, *, keep: str | None, images: list[str], pods: bool = True
+    ) -> None:
+        """Delete every object of this target (but ``keep``'s) and the images it built.
+
+        Found by label, not by remembered names, so objects of an attempt that crashed before
+        writing its state are found too; a finished Job still tells the digest it pushed.
+        ``pods=False`` leaves the page Pod in the Service's namespace alone.
+        """
+        ctx = self.ctx
+        labels = naming.labels(notice_id=item.notice.id, target=ctx.target_name(item))
+        build_ns = ctx.settings.build_namespace
+        digests = {image.split("@", 1)[1] for image in images if "@" in image}
+        for ref in cluster.list_managed(ctx.api, kind="Job", labels=labels, namespace=build_ns):
+            if ref.labels.get(naming.PAGE_LABEL) == keep:
+                continue
+            ended = cluster.job_termination(ctx.api, namespace=ref.namespace, job=ref.name)
+            if ended is not None and build.kaniko.DIGEST.fullmatch(ended.message):
+                digests.add(ended.message)
+        kinds = [
+            ("Job", build_ns),
+            # A Job's Pods go with it, but asynchronously (garbage collector): do not wait.
+            ("Pod", build_ns),
+            ("ConfigMap", build_ns),
+        ]
+        if pods:
+            kinds.insert(0, ("Pod", item.target.ref.namespace))
+        for kind, namespace in kinds:
+            for ref in cluster.list_managed(ctx.api, kind=kind, labels=labels, namespace=namespace):
+                if ref.labels.get(naming.PAGE_LABEL) == keep:
+                    continue
+                if cluster.delete(ctx.api, kind=kind, namespace=ref.namespace, name=ref.name):
+                    ctx.event(item, "cleanup", "ok", f"deleted {kind} {ref.namespace}/{ref.name}")
+        current = item.target.image.split("@", 1)[1] if keep and item.target.image else None
+        self.janitor.delete(item, digests - {current} if current else digests, record=ctx.record)
+
+    def _selected(self, item: WorkItem, pod: str) -> bool:
+        """Whether any Service in the target's namespace selects the page Pod ``pod``."""
+        labels = naming.labels(notice_id=item.notice.id, target=self.ctx.target_name(item))
+        labels[naming.PAGE_LABEL] = pod
+        return any(
+            s.selector and all(labels.get(k) == v for k, v in s.selector.items())
+            for s in cluster.list_services(self.ctx.api, namespace=item.target.ref.namespace)
+        )
+
+
+def _images(item: WorkItem) -> list[str]:
+    return [item.target.image] if item.target.image else []

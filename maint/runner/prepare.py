@@ -1,0 +1,219 @@
+"""Before the window: render the page, build its image (Kaniko), start its Pod, wait Ready.
+
+Everything here is resumable: objects carry deterministic names (target + page revision), so
+a retried step finds what an earlier attempt made (409 on create = "exists", go on). A failure
+is either permanent (the Service cannot be switched, Forbidden, a broken build): roll back at
+once; or it may pass (API outage, a wait past its deadline, a registry 5xx in the build): the
+same step runs again, with a fresh build after a failed one, until the start plus a margin
+(``transitions.after_failure``). A Service that is gone ends the target (``Ending.gone``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from maint import build, cluster, naming, page, switch
+from maint.cluster import ServiceInfo
+from maint.errors import BuildFailed, Conflict, DatabaseUnavailable, MaintError, NotFound
+from maint.notices import TargetState, TargetUpdate, WorkItem
+from maint.runner.core import (
+    PERMANENT_BEFORE_SWITCH,
+    PRE_SWITCH,
+    PageBuild,
+    StepContext,
+    Superseded,
+)
+from maint.runner.ending import Ending
+from maint.runner.transitions import Step, after_failure
+
+
+class ServiceGone(NotFound):
+    """The target Service does not exist (any more)."""
+
+
+class Preparing:
+    def __init__(self, ctx: StepContext, *, ending: Ending) -> None:
+        self.ctx = ctx
+        self.ending = ending
+
+    def prepare(self, item: WorkItem) -> WorkItem:
+        """SCHEDULED/PREPARING -> READY: page built, Pod Ready."""
+        built: PageBuild | None = None
+        try:
+            if item.target.state is TargetState.SCHEDULED:
+                item = self.ctx.move(
+                    item,
+                    TargetState.PREPARING,
+                    then=("prepare", "started", f"window starts {item.notice.start.isoformat()}"),
+                )
+            built = self.plan_page(item)
+            item = self.build_image(item, built)
+            self.start_pod(item, built)
+            return self.ctx.move(
+                item,
+                TargetState.READY,
+                changes=TargetUpdate(pod=built.name),
+                then=("prepare", "ok", f"page Pod {built.name} is Ready"),
+            )
+        except MaintError as e:
+            return self.failed(item, e, built=built)
+
+    def failed(self, item: WorkItem, e: MaintError, *, built: PageBuild | None = None) -> WorkItem:
+        """A step before the switch failed: end, roll back, or raise for a retry.
+
+        Re-raises what the runner retries (and what is not ours to judge: a superseded step,
+        the database); a failed build is removed first so the retry builds afresh.
+        """
+        if isinstance(e, ServiceGone):
+            return self.ending.gone(item, why=str(e))
+        if isinstance(e, Superseded | DatabaseUnavailable):
+            raise e
+        permanent = isinstance(e, PERMANENT_BEFORE_SWITCH) or (
+            isinstance(e, BuildFailed) and build.permanent(e)
+        )
+        ctx = self.ctx
+        step = after_failure(
+            item.target.state, now=ctx.clock(), window=ctx.window(item), permanent=permanent
+        )
+        if step is Step.ROLLBACK:
+            return self.ending.rollback(item, reason=str(e))
+        if isinstance(e, BuildFailed) and built is not None:
+            removed = build.remove(ctx.api, plan=built.plan)
+            ctx.event(item, "build", "retry", f"{e}; removed {', '.join(removed) or 'nothing'}")
+        raise e
+
+    def service(self, item: WorkItem) -> ServiceInfo:
+        ref = item.target.ref
+        try:
+            return cluster.get_service(self.ctx.api, namespace=ref.namespace, name=ref.name)
+        except NotFound:
+            raise ServiceGone(f"Service {ref} was deleted") from None
+
+    def plan_page(self, item: WorkItem) -> PageBuild:
+        """The page the notice asks for now; its revision is the notice's content only."""
+        ctx = self.ctx
+        service = self.service(item)
+        if item.target.state in PRE_SWITCH:
+            ports = switch.switchable(service)
+        else:  # switched: the selector is ours now, the ports are still the Service's
+            ports = switch.plan_ports(service)
+        notice = page.PageNotice(
+            notice_id=item.notice.id,
+            title=item.notice.title,
+            reason=item.notice.reason,
+            lang=item.notice.lang,
+            start=item.notice.start,
+            end=item.notice.end,
+        )
+        numbers = [p.number for p in ports]
+        context = page.render(
+            notice, ports=numbers, zone=ctx.settings.zone(), base_image=ctx.settings.base_image
+        )
+        target = ctx.target_name(item)
+        revision = page.revision(notice, ports=numbers, base_image=ctx.settings.base_image)
+        name = naming.object_name(target=target, revision=revision)
+        labels = naming.labels(notice_id=item.notice.id, target=target) | {naming.PAGE_LABEL: name}
+        plan = build.BuildPlan(
+            name=name,
+            namespace=ctx.settings.build_namespace,
+            labels=labels,
+            destination=ctx.repository.tagged(name),
+        )
+        return PageBuild(
+            target=target,
+            name=name,
+            revision=revision,
+            plan=plan,
+            context=context,
+            tarball=page.context_tarball(context),
+            ports=ports,
+        )
+
+    def build_image(self, item: WorkItem, built: PageBuild) -> WorkItem:
+        if item.target.image and item.target.revision == built.revision:
+            return item  # built by an earlier attempt
+        ctx = self.ctx
+        s = ctx.settings
+        created = build.start(
+            ctx.api,
+            plan=built.plan,
+            files=dict(built.context.files),
+            tarball=built.tarball,
+            spec=build.KanikoSpec(
+                image=s.kaniko_image,
+                service_account=s.kaniko_service_account,
+                insecure=s.registry_insecure,
+                timeout_seconds=int(s.build_timeout),
+                aws_region=s.aws_region,
+            ),
+        )
+        ctx.event(
+            item,
+            "build",
+            "started" if created else "resumed",
+            f"Kaniko Job {built.plan.namespace}/{built.name} -> {built.plan.destination}",
+        )
+        digest = build.wait_digest(
+            ctx.api, plan=built.plan, timeout=s.build_timeout, progress=ctx.progress(item)
+        )
+        image = ctx.repository.at(digest)
+        return ctx.move(
+            item,
+            item.target.state,
+            changes=TargetUpdate(image=image, revision=built.revision),
+            then=("build", "ok", image),
+        )
+
+    def start_pod(self, item: WorkItem, built: PageBuild) -> None:
+        assert item.target.image is not None
+        ctx = self.ctx
+        ref = item.target.ref
+        created = cluster.create(
+            ctx.api,
+            switch.page_pod(
+                name=built.name,
+                namespace=ref.namespace,
+                labels=built.plan.labels,
+                image=item.target.image,
+                ports=built.ports,
+            ),
+        )
+        ctx.event(item, "pod", "created" if created else "exists", f"{ref.namespace}/{built.name}")
+        cluster.wait_pod(
+            ctx.api,
+            namespace=ref.namespace,
+            name=built.name,
+            done=lambda p: p.ready and not p.deleting,
+            timeout=ctx.settings.pod_ready_timeout,
+            what=f"page Pod {ref.namespace}/{built.name} to be Ready",
+            progress=ctx.progress(item),
+        )
+        ctx.event(item, "pod-ready", "ok", built.name)
+
+    def ensure_pod(self, item: WorkItem) -> None:
+        """Recreate the page Pod if it was deleted or evicted, then wait until it is Ready."""
+        assert item.target.pod is not None
+        ctx = self.ctx
+        namespace = item.target.ref.namespace
+        try:
+            pod = cluster.get_pod(ctx.api, namespace=namespace, name=item.target.pod)
+            if pod.ready and not pod.deleting:
+                return
+            if pod.phase == "Failed":  # evicted: a Failed Pod never becomes Ready again
+                cluster.delete(ctx.api, kind="Pod", namespace=namespace, name=pod.name)
+                ctx.event(item, "pod", "evicted", f"{pod.name} failed; deleted")
+                raise Conflict(f"page Pod {pod.name} was evicted; recreating it once it is gone")
+        except NotFound:
+            ctx.event(item, "pod", "missing", f"{item.target.pod} was deleted; recreating")
+        built = self.plan_page(item)
+        if built.revision != item.target.revision:
+            built = _same_revision(built, item)
+        self.start_pod(item, built)
+
+
+def _same_revision(built: PageBuild, item: WorkItem) -> PageBuild:
+    """Exactly the Pod we had (same name, labels, image) even if the notice changed since."""
+    assert item.target.revision is not None and item.target.pod is not None
+    labels = built.plan.labels | {naming.PAGE_LABEL: item.target.pod}
+    plan = replace(built.plan, name=item.target.pod, labels=labels)
+    return replace(built, name=item.target.pod, revision=item.target.revision, plan=plan)

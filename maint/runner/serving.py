@@ -1,0 +1,202 @@
+"""The window itself: switch the Service to the page at start, then keep the page serving.
+
+During the window (READY or ACTIVE) every poll re-checks the page Pod (recreated when it was
+deleted), moves ``maint.io/restore-by`` at once when the end moved, rebuilds the page when the
+notice's content changed (extend) and reports a foreign selector once. A refresh never adopts
+a foreign selector; a failed rebuild keeps the old page serving and is retried with capped
+backoff. A Service that disappears ends the target (``Ending.gone``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from maint import build, cluster, naming, switch
+from maint.errors import BuildFailed, MaintError, NotFound
+from maint.notices import TargetState, TargetUpdate, WorkItem
+from maint.runner.core import PageBuild, StepContext
+from maint.runner.ending import Ending
+from maint.runner.prepare import Preparing, ServiceGone
+from maint.runner.transitions import Step, backoff
+
+REFRESH_MAX_DELAY = 300.0  # seconds: the cap of the backoff between failed rebuilds
+
+
+class Serving:
+    def __init__(self, ctx: StepContext, *, preparing: Preparing, ending: Ending) -> None:
+        self.ctx = ctx
+        self.preparing = preparing
+        self.ending = ending
+        # target id -> (failed rebuilds in a row, monotonic time of the next try); per process:
+        # after a restart the first pass simply tries again.
+        self.refresh_backoff: dict[int, tuple[int, float]] = {}
+
+    def switch(self, item: WorkItem) -> WorkItem:
+        """READY -> ACTIVE at start: the Service selects only the page Pod."""
+        ctx = self.ctx
+        ref = item.target.ref
+        try:
+            self.preparing.ensure_pod(item)
+            item = ctx.confirm(item, Step.SWITCH)
+            assert item.target.pod is not None  # READY always has its page Pod
+            try:
+                result = switch.switch(
+                    ctx.api,
+                    ref=ref,
+                    page=naming.page_selector(name=item.target.pod),
+                    notice_id=item.notice.id,
+                    restore_by=item.notice.end + ctx.settings.grace(),
+                )
+            except NotFound:  # only the Service is read or patched here
+                raise ServiceGone(f"Service {ref} was deleted") from None
+        except MaintError as e:
+            return self.preparing.failed(item, e)
+        now = ctx.clock()
+        lag = (now - item.notice.start).total_seconds()
+        ctx.event(
+            item,
+            "switch",
+            "ok" if not result.already else "already",
+            f"selector {result.original} -> page {item.target.pod} ({lag:+.3f}s from start)",
+        )
+        item = ctx.move(
+            item,
+            TargetState.ACTIVE,
+            changes=TargetUpdate(original_selector=result.original, actual_start=now),
+        )
+        ctx.verify_endpoints(item, want={item.target.pod or ""}, what="only the page Pod")
+        return item
+
+    def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
+        """READY/ACTIVE: keep the page serving, follow a changed end, report foreign selectors."""
+        try:
+            self.preparing.ensure_pod(item)
+            built = self.preparing.plan_page(item)
+        except ServiceGone as e:
+            return self.ending.gone(item, why=str(e))
+        except MaintError as e:
+            if item.target.state is TargetState.READY:
+                return self.preparing.failed(item, e)
+            raise
+        if item.target.state is TargetState.ACTIVE:
+            ended = self._follow_service(item)
+            if ended is not None:
+                return ended
+        if built.name != item.target.pod:  # the page changed (extend), or a refresh crashed
+            item = self._refresh_when_due(item, built, reported=reported)
+        if item.target.state is TargetState.ACTIVE:
+            self._report_drift(item, reported=reported)
+        return item
+
+    def refresh(
+        self, item: WorkItem, built: PageBuild, *, reported: set[tuple[int, str]]
+    ) -> WorkItem:
+        """The page changed (end extended): build it, start it, move the selector from the old
+        page to the new one (never from anything else), drop the old page."""
+        ctx = self.ctx
+        old_pod = item.target.pod
+        old_image = item.target.image
+        ctx.event(item, "refresh", "started", f"page changed (revision {built.revision})")
+        staged = WorkItem(
+            notice=item.notice,
+            target=replace(item.target, image=None)
+            if item.target.revision != built.revision
+            else item.target,
+        )
+        staged = self.preparing.build_image(staged, built)
+        self.preparing.start_pod(staged, built)
+        if item.target.state is TargetState.ACTIVE:
+            assert old_pod is not None
+            outcome, live = switch.move_page(
+                ctx.api,
+                ref=item.target.ref,
+                page=naming.page_selector(name=built.name),
+                previous_page=naming.page_selector(name=old_pod),
+                restore_by=item.notice.end + ctx.settings.grace(),
+            )
+            if outcome is switch.MoveOutcome.FOREIGN:
+                reported.add((item.target.id, repr(sorted(live.items()))))
+                ctx.event(
+                    item,
+                    "drift",
+                    "foreign",
+                    f"selector is {live}, not a page of this window; the new page is not "
+                    "switched in, left as is, reported",
+                )
+        item = ctx.move(
+            staged,
+            staged.target.state,
+            changes=TargetUpdate(pod=built.name),
+            then=("refresh", "ok", f"page Pod {built.name} now serves"),
+        )
+        self.ending.cleanup(item, keep=built.name, images=[old_image] if old_image else [])
+        return item
+
+    def _refresh_when_due(
+        self, item: WorkItem, built: PageBuild, *, reported: set[tuple[int, str]]
+    ) -> WorkItem:
+        """Refresh, unless an earlier rebuild failed and its backoff has not passed yet; a
+        failure keeps the old page serving and says when the next try is."""
+        ctx = self.ctx
+        failures, next_try = self.refresh_backoff.get(item.target.id, (0, 0.0))
+        if time.monotonic() < next_try:
+            return item
+        try:
+            item = self.refresh(item, built, reported=reported)
+        except MaintError as e:
+            failures += 1
+            delay = backoff(failures, first=ctx.settings.step_retry_delay, cap=REFRESH_MAX_DELAY)
+            self.refresh_backoff[item.target.id] = (failures, time.monotonic() + delay)
+            if isinstance(e, BuildFailed):  # the next try builds afresh
+                build.remove(ctx.api, plan=built.plan)
+            ctx.event(
+                item,
+                "refresh",
+                "failed",
+                f"{e}; page {item.target.pod} keeps serving, next try in {delay:.0f}s",
+            )
+            return item
+        self.refresh_backoff.pop(item.target.id, None)
+        return item
+
+    def _follow_service(self, item: WorkItem) -> WorkItem | None:
+        """ACTIVE: end the target if its Service was deleted or recreated (our switch went
+        with it), else move ``restore-by`` to the current end at once (extend), before any
+        rebuild: the DB-less sweep must never restore at the old deadline."""
+        ctx = self.ctx
+        ref = item.target.ref
+        assert item.target.pod is not None
+        try:
+            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+        except NotFound:
+            return self.ending.gone(item, why=f"Service {ref} was deleted")
+        ours = service.annotations.get(naming.NOTICE_ANNOTATION) == str(item.notice.id)
+        page = naming.page_selector(name=item.target.pod)
+        if not ours and service.selector != page:
+            return self.ending.gone(
+                item,
+                why=f"Service {ref} was recreated (no page selector, no maint annotation)",
+            )
+        if service.selector == page:
+            restore_by = item.notice.end + ctx.settings.grace()
+            moved = switch.move_deadline(ctx.api, ref=ref, page=page, restore_by=restore_by)
+            if moved is switch.MoveOutcome.MOVED:
+                ctx.event(item, "deadline", "moved", f"restore-by {restore_by.isoformat()}")
+        return None
+
+    def _report_drift(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> None:
+        ctx = self.ctx
+        ref = item.target.ref
+        assert item.target.pod is not None
+        live = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name).selector
+        wanted = naming.page_selector(name=item.target.pod)
+        key = (item.target.id, repr(sorted(live.items())))
+        if live != wanted and key not in reported:
+            reported.add(key)
+            ctx.event(
+                item,
+                "drift",
+                "foreign",
+                f"selector is {live}, not the page's {wanted}; left as is, reported",
+            )

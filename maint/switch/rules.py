@@ -1,0 +1,22 @@
+"""The one answer to "can this Service be put behind a page": used by ``notice add``, by the
+preparation (before anything is built) and by the switch itself (right before the patch)."""
+
+from __future__ import annotations
+
+from maint.cluster import ServiceInfo
+from maint.errors import InvalidInput
+from maint.naming import PAGE_LABEL
+from maint.switch.pod import ContainerPort, plan_ports
+
+
+def switchable(service: ServiceInfo) -> tuple[ContainerPort, ...]:
+    """The page Pod's container ports for ``service``, or ``InvalidInput`` saying why maint
+    cannot switch it (no retry fixes any of these: the Service itself must change)."""
+    ref = f"{service.namespace}/{service.name}"
+    if service.type == "ExternalName":
+        raise InvalidInput(f"Service {ref} is ExternalName; it has no Pods to switch")
+    if not service.selector:
+        raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
+    if PAGE_LABEL in service.selector:
+        raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
+    return plan_ports(service)

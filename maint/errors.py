@@ -48,3 +48,8 @@ class RegistryError(MaintError):
 
 class DatabaseUnavailable(MaintError):
     """The notices database could not be reached; cluster-side safety nets still run."""
+
+
+class ClaimLost(MaintError):
+    """This replica no longer holds (or can no longer prove it holds) a target's claim: the
+    step stops before its next write; another replica, or the next pass, carries on."""

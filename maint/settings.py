@@ -147,6 +147,13 @@ class Settings(BaseSettings):
     """Seconds a replica's claim on a target lasts without renewal. Another replica takes over
     after this; short enough for a quick takeover, long enough to ride out a slow step."""
 
+    # --- fencing (claims and the per-step deadline) ----------------------------------------
+    step_deadline: float = Field(default=1800.0, gt=0)
+    """Seconds one step (prepare, switch, restore…) may hold its target's claim. After this the
+    claim is no longer renewed, so another replica takes over one TTL later, and ``/healthz``
+    answers 503 so the liveness probe restarts the wedged process. 30 minutes is well above the
+    longest legitimate step (a prepare: ``build_timeout`` + ``pod_ready_timeout`` + retries)."""
+
     start_tolerance: float = Field(default=300.0, ge=0)
     """Seconds ``start`` may lie in the past when a notice is added (clock skew, typing time)."""
 

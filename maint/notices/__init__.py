@@ -1,6 +1,6 @@
 """Notices, their targets and the event log: validation, storage (the only SQLAlchemy user)."""
 
-from maint.notices.store import DatabaseLimits, NoticeStore, TargetUpdate
+from maint.notices.store import Claim, DatabaseLimits, NoticeStore, TargetUpdate
 from maint.notices.types import (
     IN_FLIGHT_STATES,
     TERMINAL_STATES,
@@ -17,6 +17,7 @@ from maint.notices.validation import new_notice, parse_time
 __all__ = [
     "IN_FLIGHT_STATES",
     "TERMINAL_STATES",
+    "Claim",
     "DatabaseLimits",
     "Event",
     "NewNotice",

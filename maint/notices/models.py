@@ -102,6 +102,9 @@ class TargetRow(Base):
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Moves on every new claim: a transition is written only under the generation it was
+    # claimed with, so a replica that lost the claim (a pause, a partition) is fenced off.
+    claim_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     notice: Mapped[NoticeRow] = relationship(back_populates="targets")
 

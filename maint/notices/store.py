@@ -12,19 +12,35 @@ import hashlib
 import json
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    Float,
+    and_,
+    create_engine,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.sql import ColumnElement, expression
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from maint.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound
+from maint.errors import ClaimLost, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from maint.notices.models import EventRow, NoticeRow, TargetRow
 from maint.notices.types import (
     IN_FLIGHT_STATES,
@@ -281,6 +297,7 @@ class NoticeStore:
 
         ``record`` is written in the same transaction: a crash cannot leave the new state
         without the event that tells of it (the step that wrote it would not run again).
+        Inside ``fenced``: ``ClaimLost`` (nothing written) unless the claim is still held.
         """
         values: dict[str, Any] = {"state": to.value, "due_at": due_at}
         for name in ("image", "pod", "revision", "actual_start", "actual_end", "forced"):
@@ -289,13 +306,17 @@ class NoticeStore:
                 values[name] = value
         if changes.original_selector is not None:
             values["original_selector"] = json.dumps(changes.original_selector, sort_keys=True)
+        fence = _fence_for(target_id)
         with self._session() as session, session.begin():
             result = session.execute(
                 update(TargetRow)
                 .where(TargetRow.id == target_id, TargetRow.state.in_([s.value for s in expect]))
+                .where(*(_holds(fence) if fence is not None else ()))
                 .values(**values)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
+                if fence is not None:
+                    _check_held(session, fence, doing=f"move it to {to.value}")
                 current = session.get(TargetRow, target_id)
                 state = current.state if current is not None else "missing"
                 raise Conflict(
@@ -309,14 +330,26 @@ class NoticeStore:
             return _target(row)
 
     def reschedule(self, target_id: int, *, due_at: datetime | None) -> None:
+        fence = _fence_for(target_id)
         with self._session() as session, session.begin():
-            session.execute(
-                update(TargetRow).where(TargetRow.id == target_id).values(due_at=due_at)
+            result = session.execute(
+                update(TargetRow)
+                .where(TargetRow.id == target_id)
+                .where(*(_holds(fence) if fence is not None else ()))
+                .values(due_at=due_at)
             )
+            if fence is not None and result.rowcount != 1:  # type: ignore[attr-defined]
+                _check_held(session, fence, doing="reschedule it")
 
     # --- claims: at most one replica works on a target at a time ---------------------------
-    def claim(self, target_id: int, *, owner: str, now: datetime, ttl: timedelta) -> bool:
-        """Take or renew the claim on a target; False while another live owner holds it."""
+    # Expiry is computed and compared by the database's clock only (``_DbTime``): replicas'
+    # clocks may disagree by any amount without two of them holding one target.
+    def claim(self, target_id: int, *, owner: str, ttl: timedelta) -> Claim | None:
+        """Take the claim on a target for ``ttl``; ``None`` while another live owner holds it.
+
+        Every claim taken is a new generation, even by the same owner: whatever an older
+        holder still has in flight is fenced off (``fenced``).
+        """
         with self._session() as session, session.begin():
             result = session.execute(
                 update(TargetRow)
@@ -325,34 +358,70 @@ class NoticeStore:
                     or_(
                         TargetRow.claimed_by.is_(None),
                         TargetRow.claimed_by == owner,
-                        TargetRow.claimed_until < now,
+                        TargetRow.claimed_until < _DbTime(0.0),
                     ),
                 )
-                .values(claimed_by=owner, claimed_until=now + ttl)
+                .values(
+                    claimed_by=owner,
+                    claimed_until=_DbTime(ttl.total_seconds()),
+                    claim_generation=TargetRow.claim_generation + 1,
+                )
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            generation = session.scalar(
+                select(TargetRow.claim_generation).where(TargetRow.id == target_id)
+            )
+            assert generation is not None
+            return Claim(target_id=target_id, owner=owner, generation=generation)
 
-    def renew(self, target_id: int, *, owner: str, now: datetime, ttl: timedelta) -> bool:
-        """Extend a claim ``owner`` still holds; False if it has lost it (never takes one)."""
+    def renew(self, claim: Claim, *, ttl: timedelta) -> bool:
+        """Extend a claim that is still held and not yet expired; False once it is gone
+        (taken over, released, or expired by the database's clock). Never takes one."""
         with self._session() as session, session.begin():
             result = session.execute(
                 update(TargetRow)
-                .where(TargetRow.id == target_id, TargetRow.claimed_by == owner)
-                .values(claimed_until=now + ttl)
+                .where(*_holds(claim))
+                .values(claimed_until=_DbTime(ttl.total_seconds()))
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def release(self, target_id: int, *, owner: str) -> None:
+    def release(self, claim: Claim) -> None:
+        """Give the claim up; a newer generation (another holder) is left alone."""
         with self._session() as session, session.begin():
             session.execute(
                 update(TargetRow)
-                .where(TargetRow.id == target_id, TargetRow.claimed_by == owner)
+                .where(
+                    TargetRow.id == claim.target_id,
+                    TargetRow.claimed_by == claim.owner,
+                    TargetRow.claim_generation == claim.generation,
+                )
                 .values(claimed_by=None, claimed_until=None)
             )
 
+    @staticmethod
+    @contextmanager
+    def fenced(claim: Claim) -> Iterator[None]:
+        """Inside this block (this thread's context), every transition, reschedule and event
+        of ``claim``'s target is written only while the claim is still held: ``ClaimLost``
+        otherwise, with nothing written."""
+        token = _fence.set(claim)
+        try:
+            yield
+        finally:
+            _fence.reset(token)
+
     # --- event log ------------------------------------------------------------------------
     def record(self, event_: Event) -> None:
+        """Append to the event log; inside ``fenced``, only while the claim is still held."""
+        fence = _fence.get()
         with self._session() as session, session.begin():
+            if fence is not None:
+                # Locks the target row until commit: a takeover waits for this event, or
+                # this event sees the takeover (PostgreSQL; SQLite serialises writers anyway).
+                held = session.scalar(select(TargetRow.id).where(*_holds(fence)).with_for_update())
+                if held is None:
+                    _check_held(session, fence, doing=f"record {event_.step} {event_.outcome}")
             session.add(_event_row(event_))
 
     def events(self, notice_id: int) -> list[Event]:
@@ -497,6 +566,86 @@ class _BoundedConnection(psycopg.Connection[Any]):
             raise psycopg.OperationalError(
                 f"the server did not answer within {timeout:g}s"
             ) from None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim this replica took: the target, who, and which generation (``NoticeStore.claim``)."""
+
+    target_id: int
+    owner: str
+    generation: int
+
+
+_fence: ContextVar[Claim | None] = ContextVar("maint_claim_fence", default=None)
+
+
+def _fence_for(target_id: int) -> Claim | None:
+    fence = _fence.get()
+    return fence if fence is not None and fence.target_id == target_id else None
+
+
+def _holds(claim: Claim) -> tuple[ColumnElement[bool], ...]:
+    """The row still carries this claim and it has not expired by the database's clock."""
+    return (
+        TargetRow.id == claim.target_id,
+        TargetRow.claimed_by == claim.owner,
+        TargetRow.claim_generation == claim.generation,
+        TargetRow.claimed_until > _DbTime(0.0),
+    )
+
+
+def _check_held(session: Session, claim: Claim, *, doing: str) -> None:
+    """Raise ``ClaimLost`` saying why, if the row no longer carries a live ``claim``."""
+    row = session.execute(
+        select(
+            TargetRow.claimed_by,
+            TargetRow.claim_generation,
+            TargetRow.claimed_until < _DbTime(0.0),
+        ).where(TargetRow.id == claim.target_id)
+    ).one_or_none()
+    if row is None:
+        return  # the target itself is gone: the caller reports that
+    owner, generation, expired = row
+    if owner == claim.owner and generation == claim.generation and not expired:
+        return
+    if owner == claim.owner and generation == claim.generation:
+        why = "it expired"
+    elif owner is None:
+        why = "it was released"
+    else:
+        why = f"{owner} holds generation {generation} now"
+    raise ClaimLost(
+        f"target {claim.target_id}: not allowed to {doing}: claim generation "
+        f"{claim.generation} of {claim.owner} is gone ({why})"
+    )
+
+
+class _DbTime(expression.FunctionElement[datetime]):
+    """The database's current UTC time plus ``seconds``, as the naive UTC the columns hold.
+
+    SQLite: text in SQLAlchemy's storage format (microseconds, so text order is time order).
+    PostgreSQL: ``clock_timestamp()`` in UTC, whatever the session's TimeZone.
+    """
+
+    type = DateTime()
+    name = "maint_db_time"
+    inherit_cache = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(literal(seconds, Float()))
+
+
+@compiles(_DbTime, "sqlite")
+def _db_time_sqlite(element: _DbTime, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.6f seconds', {seconds})) || '000')"
+
+
+@compiles(_DbTime, "postgresql")
+def _db_time_postgresql(element: _DbTime, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"((clock_timestamp() AT TIME ZONE 'UTC') + make_interval(secs => {seconds}))"
 
 
 def _lock_services(session: Session, refs: Collection[ServiceRef]) -> None:

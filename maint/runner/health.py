@@ -1,21 +1,28 @@
 """``/healthz`` for ``maint run``'s liveness probe: 200 while reconcile passes keep completing.
 
 A pass that has not finished for ``stale_after`` seconds (a deadlock, a hung API call outside
-any deadline) answers 503, so the kubelet restarts the container; the steps are idempotent and
-the next replica or restart carries on. Standard library only: one tiny endpoint.
+any deadline) answers 503, and so does a step still running past its deadline
+(``MAINT_STEP_DEADLINE``, reported by ``wedged``): the kubelet restarts the container; the steps
+are idempotent and the next replica or restart carries on. A database that is down does
+neither: passes still complete (they fail fast and run the forced restore), and a step fails
+fast too, so it never reaches its deadline. Standard library only: one tiny endpoint.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class Heartbeat:
-    def __init__(self, *, stale_after: float) -> None:
+    def __init__(
+        self, *, stale_after: float, wedged: Callable[[], str | None] = lambda: None
+    ) -> None:
         self.stale_after = stale_after
+        self.wedged = wedged
         self.last = time.monotonic()
 
     def beat(self) -> None:
@@ -25,7 +32,14 @@ class Heartbeat:
         return time.monotonic() - self.last
 
     def healthy(self) -> bool:
-        return self.age() < self.stale_after
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the process should be restarted, or ``None`` while it is healthy."""
+        age = self.age()
+        if age >= self.stale_after:
+            return f"stale: no pass completed for {age:.1f}s"
+        return self.wedged()
 
 
 def serve_health(heartbeat: Heartbeat, *, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104 - probes come from the kubelet, not localhost
@@ -33,9 +47,13 @@ def serve_health(heartbeat: Heartbeat, *, port: int, host: str = "0.0.0.0") -> T
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            ok = self.path.split("?", 1)[0] == "/healthz" and heartbeat.healthy()
-            body = f"{'ok' if ok else 'stale'} {heartbeat.age():.1f}s\n".encode()
-            self.send_response(200 if ok else 503)
+            if self.path.split("?", 1)[0] != "/healthz":
+                ok, text = False, "not found"
+            else:
+                problem = heartbeat.problem()
+                ok, text = problem is None, problem or f"ok {heartbeat.age():.1f}s"
+            body = f"{text}\n".encode()
+            self.send_response(200 if ok else (503 if text != "not found" else 404))
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -3,7 +3,8 @@
 Level-triggered: the pass recomputes what to do from the database and the clock each time, so a
 missed wake-up, a crash or another replica's half-done work is picked up by the next pass.
 A target is worked on by at most one thread here and one replica overall (a claim with expiry
-in the database). The DB-less forced restore runs on every pass as well.
+in the database, by the database's clock); a step whose claim is gone stops before its next
+write (``claims``). The DB-less forced restore runs on every pass as well.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from maint.cluster import Cluster
-from maint.errors import DatabaseUnavailable, MaintError
+from maint.errors import ClaimLost, DatabaseUnavailable, MaintError
 from maint.notices import NoticeStore, TargetState, WorkItem
+from maint.runner.claims import Claims
 from maint.runner.overdue import restore_overdue
 from maint.runner.steps import Steps, Superseded, describe
 from maint.runner.transitions import Step, decide
@@ -42,8 +44,27 @@ class PassResult:
     database_ok: bool = True
 
 
+def replica_id() -> str:
+    """Who claims: host, pid and a random suffix (a pid may be reused after a restart)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+def make_claims(store: NoticeStore, settings: Settings) -> Claims:
+    return Claims(
+        store=store, owner=replica_id(), ttl=settings.claim_ttl, deadline=settings.step_deadline
+    )
+
+
 class Runner:
-    """Owns the worker pool and the claims; ``Steps`` does the work."""
+    """Owns the worker pool and the claims; ``Steps`` does the work.
+
+    ``claims`` must be the object whose ``renew`` the ``steps`` were built with
+    (``Steps(renew=claims.renew)``); without it the runner makes its own and hands its
+    ``renew`` to ``steps``. ``on_step_done`` is called after every step, ``wake_at`` asks for
+    an extra pass at a moment (a failed step's retry); ``sweep_in_pass`` runs the forced-restore
+    sweep at the end of every pass (``maint run`` sweeps on a thread of its own instead).
+    ``clock`` is this replica's view of the time for deciding what is due; claims never use it.
+    """
 
     def __init__(
         self,
@@ -54,13 +75,21 @@ class Runner:
         settings: Settings,
         clock: Callable[[], datetime] = utcnow,
         workers: int = 64,
+        claims: Claims | None = None,
+        on_step_done: Callable[[], None] = lambda: None,
+        wake_at: Callable[[datetime], None] = lambda _moment: None,
+        sweep_in_pass: bool = True,
     ) -> None:
         self.api = api
         self.store = store
         self.steps = steps
         self.settings = settings
         self.clock = clock
-        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+        if claims is None:
+            claims = make_claims(store, settings)
+            steps.renew = claims.renew  # the caller did not wire Steps(renew=claims.renew)
+        self.claims = claims
+        self.owner = claims.owner
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step")
         self.running: dict[int, Future[None]] = {}
         self.lock = threading.Lock()
@@ -68,15 +97,21 @@ class Runner:
         self.reported: set[tuple[int, str]] = set()
         self.rerun = False
         self.observed: dict[int, datetime] = {}
-        self.claimed: set[int] = set()  # targets whose claim this replica holds right now
-        # `maint run` sweeps in a job of its own, which a hung database cannot hold up.
-        self.sweep_in_pass = True
-        self.on_step_done: Callable[[], None] = lambda: None
-        # Asks the scheduler for an extra pass at a moment (a failed step's retry).
-        self.wake_at: Callable[[datetime], None] = lambda _moment: None
-        steps.renew = self._renew
+        self.sweep_in_pass = sweep_in_pass
+        self.on_step_done = on_step_done
+        self.wake_at = wake_at
         self._stopping = threading.Event()
         threading.Thread(target=self._keep_claims, name="claims", daemon=True).start()
+
+    def connect(
+        self,
+        *,
+        on_step_done: Callable[[], None],
+        wake_at: Callable[[datetime], None],
+        sweep_in_pass: bool,
+    ) -> None:
+        """The constructor's hooks, for a Runner built before its scheduler (``Scheduler``)."""
+        self.on_step_done, self.wake_at, self.sweep_in_pass = on_step_done, wake_at, sweep_in_pass
 
     def pass_once(self) -> PassResult:
         with self.pass_lock:
@@ -145,21 +180,11 @@ class Runner:
 
         A step may wait far longer than the TTL without an event (a Kaniko build): without
         this another replica would take the target over and run the same step at once.
-        A replica that dies stops renewing, so its claims lapse one TTL later.
+        A replica that dies stops renewing, so its claims lapse one TTL later; one that is
+        paused finds them gone when it resumes, and its steps stop before their next write.
         """
         while not self._stopping.wait(self.settings.claim_ttl / 3):
-            with self.lock:
-                busy = list(self.claimed)
-            for target_id in busy:
-                try:
-                    renewed = self._renew(target_id)
-                except MaintError as e:
-                    log.warning("cannot renew the claim on target %s: %s", target_id, e)
-                    continue
-                with self.lock:
-                    lost = not renewed and target_id in self.claimed  # not just released
-                if lost:
-                    log.warning("lost the claim on target %s to another replica", target_id)
+            self.claims.renew_all()
 
     def _start(self, item: WorkItem, step: Step) -> bool:
         target_id = item.target.id
@@ -180,18 +205,15 @@ class Runner:
         A target left in ``running`` would never be looked at again by this replica.
         """
         target_id = item.target.id
-        claimed = False
+        held = None
         try:
-            claimed = self.store.claim(
-                target_id,
-                owner=self.owner,
-                now=self.clock(),
-                ttl=timedelta(seconds=self.settings.claim_ttl),
-            )
-            if claimed:  # else another replica works on it
-                with self.lock:
-                    self.claimed.add(target_id)
-                self._work(item, step)
+            held = self.claims.take(target_id)
+            if held is not None:  # else another replica works on it
+                with self.claims.fence(held):
+                    self._work(item, step)
+        except ClaimLost as e:
+            log.warning("%s of %s stopped: %s", step.value, item.target.ref, e)
+            self._retry_later()
         except DatabaseUnavailable as e:
             log.warning("%s of %s: %s", step.value, item.target.ref, e)
             self._retry_later()
@@ -199,11 +221,9 @@ class Runner:
             log.exception("unexpected error in %s of %s", step.value, item.target.ref)
             self._retry_later()
         finally:
-            with self.lock:
-                self.claimed.discard(target_id)
-            if claimed:
+            if held is not None:
                 try:
-                    self.store.release(target_id, owner=self.owner)
+                    self.claims.release(held)
                 except Exception as e:  # the claim then lapses on its own after one TTL
                     log.warning("cannot release the claim on %s: %s", item.target.ref, e)
             with self.lock:
@@ -222,6 +242,8 @@ class Runner:
         except Superseded as e:
             log.info("%s of %s: %s; deciding again", step.value, item.target.ref, e)
             self.wake_at(self.clock())
+        except ClaimLost:
+            raise  # nothing may be written for this target any more, not even an event
         except MaintError as e:
             log.warning("%s %s of notice %s: %s", step.value, item.target.ref, item.notice.id, e)
             # If the database is down too, the log line above is all we can leave.
@@ -255,11 +277,3 @@ class Runner:
             self.steps.rollback(item, reason="the window ended before the page was switched in")
         elif step is Step.CANCEL:
             self.steps.rollback(item, reason="cancelled by an operator", to=TargetState.CANCELLED)
-
-    def _renew(self, target_id: int) -> bool:
-        return self.store.renew(
-            target_id,
-            owner=self.owner,
-            now=self.clock(),
-            ttl=timedelta(seconds=self.settings.claim_ttl),
-        )

@@ -6,6 +6,10 @@ late. Both use ``misfire_grace_time=None``: a late wake-up still runs (an end is
 The forced-restore sweep (from Service annotations, no database) is a job of its own on its own
 thread: a database that hangs holds up the passes, never the restore at ``end + grace``.
 The job store stays in memory; the notices tables are the source of truth (FACTS.md).
+
+The scheduler builds its ``Runner`` (a factory taking the runner's hooks as keyword arguments:
+``on_step_done``, ``wake_at``, ``sweep_in_pass``), so nothing is patched onto it afterwards.
+``/healthz`` fails when passes stop completing or a step runs past its deadline.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -25,14 +31,30 @@ from maint.runner.reconcile import Runner
 
 log = logging.getLogger(__name__)
 INTENT_POLL = 0.5  # seconds between looks at the change marker: intent acted on within 1 s
+RunnerFactory = Callable[..., Runner]  # called with on_step_done=, wake_at=, sweep_in_pass=
 
 
 class Scheduler:
-    def __init__(self, runner: Runner, *, poll_interval: float, health_port: int = 0) -> None:
-        self.runner = runner
+    def __init__(
+        self, runner: RunnerFactory | Runner, *, poll_interval: float, health_port: int = 0
+    ) -> None:
+        """``runner`` is a factory (``App.runner``); a Runner already built (today's
+        ``maint run``) gets the same hooks through ``Runner.connect``."""
+        hooks: dict[str, Any] = {
+            "on_step_done": self.arm,
+            "wake_at": self.wake_at,
+            "sweep_in_pass": False,  # its own job below, which a hung database cannot hold up
+        }
+        if isinstance(runner, Runner):
+            runner.connect(**hooks)
+            self.runner = runner
+        else:
+            self.runner = runner(**hooks)
         self.poll_interval = poll_interval
         self.health_port = health_port
-        self.heartbeat = Heartbeat(stale_after=max(60.0, 4 * poll_interval))
+        self.heartbeat = Heartbeat(
+            stale_after=max(60.0, 4 * poll_interval), wedged=self.runner.claims.wedged
+        )
         self.stopped = threading.Event()
         self.wanted = threading.Event()
         self.passing = threading.Lock()
@@ -46,9 +68,6 @@ class Scheduler:
             },
             job_defaults={"coalesce": True, "max_instances": 4, "misfire_grace_time": None},
         )
-        runner.on_step_done = self.arm
-        runner.wake_at = self.wake_at
-        runner.sweep_in_pass = False
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT."""

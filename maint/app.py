@@ -19,6 +19,7 @@ from maint.cluster import Cluster
 from maint.errors import InvalidInput, NotFound
 from maint.notices import (
     DatabaseLimits,
+    Event,
     Notice,
     NoticeStore,
     ServiceRef,
@@ -27,7 +28,16 @@ from maint.notices import (
     parse_time,
 )
 from maint.notices.validation import MAX_WINDOW
-from maint.runner import OverdueResult, Runner, Steps, due_at, restore_overdue, utcnow
+from maint.runner import (
+    KubernetesEvents,
+    OverdueResult,
+    Runner,
+    Steps,
+    due_at,
+    make_claims,
+    restore_overdue,
+    utcnow,
+)
 from maint.runner.housekeeping import pending_images
 from maint.runner.transitions import Window
 from maint.settings import Settings
@@ -40,6 +50,10 @@ def say_stderr(line: str) -> None:
     print(f"{utcnow().strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
+def _ignore(_event: Event) -> None:
+    """The observer when nothing listens."""
+
+
 @dataclass
 class App:
     settings: Settings
@@ -47,6 +61,7 @@ class App:
     say: Callable[[str], None] = say_stderr
     _store: NoticeStore | None = None
     _api: Cluster | None = None
+    _events: KubernetesEvents | None = None
 
     # --- wiring ---------------------------------------------------------------------------
     @property
@@ -89,7 +104,12 @@ class App:
             insecure=self.settings.registry_insecure,
         )
 
-    def steps(self) -> Steps:
+    def steps(
+        self,
+        *,
+        renew: Callable[[int], object] = lambda _target_id: None,
+        observe: Callable[[Event], None] = _ignore,
+    ) -> Steps:
         return Steps(
             api=self.api,
             store=self.store,
@@ -97,19 +117,30 @@ class App:
             settings=self.settings,
             clock=self.clock,
             say=self.say,
+            renew=renew,
+            observe=observe,
         )
 
     def runner(self) -> Runner:
+        """The runner and its steps, sharing one set of claims (and the Events observer)."""
+        claims = make_claims(self.store, self.settings)
+        observe: Callable[[Event], None] = _ignore
+        if self.settings.kubernetes_events:
+            self._events = KubernetesEvents(self.api, instance=claims.owner)
+            observe = self._events
         return Runner(
             api=self.api,
             store=self.store,
-            steps=self.steps(),
+            steps=self.steps(renew=claims.renew, observe=observe),
             settings=self.settings,
             clock=self.clock,
             workers=self.settings.workers,
+            claims=claims,
         )
 
     def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
         if self._store is not None:
             self._store.close()
         if self._api is not None:

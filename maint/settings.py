@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     at one start need no more: a switch is a few short API calls; 32 keeps two replicas well
     under PostgreSQL's default of 100 connections."""
 
+    kubernetes_events: bool = True
+    """Tell each milestone of a window (prepared, switched, restored, rolled back, restore
+    conflict, drift) as a Kubernetes Event on the target Service (``kubectl describe service``).
+    Best effort, sent off the step's path; the database's event log stays the history."""
+
     health_port: int = Field(default=8081, ge=0, le=65535)
     """Port of ``maint run``'s ``/healthz`` (liveness probe); 0 turns it off. 8081 stays clear
     of the 8080 that many sidecars and the page image use."""

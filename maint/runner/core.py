@@ -65,7 +65,10 @@ class StepContext:
         clock: Callable[[], datetime],
         say: Callable[[str], None],
         renew: Callable[[int], object],
+        observe: Callable[[Event], None] = lambda _event: None,
     ) -> None:
+        """``observe`` sees every event once it is stored (Kubernetes Events, notifications);
+        it must not block: it runs on the step's path."""
         self.api = api
         self.store = store
         self.registry = registry
@@ -73,6 +76,7 @@ class StepContext:
         self.clock = clock
         self.say = say
         self.renew = renew
+        self.observe = observe
         self.repository = build.parse_repository(settings.image_repository)
 
     def window(self, item: WorkItem) -> Window:
@@ -94,6 +98,7 @@ class StepContext:
         record = self._event(item, step, outcome, detail)
         self._say(record)
         self.store.record(record)
+        self.observe(record)
 
     def move(
         self,
@@ -117,6 +122,7 @@ class StepContext:
         )
         if record is not None:
             self._say(record)
+            self.observe(record)
             self.renew(item.target.id)
         return WorkItem(notice=item.notice, target=target)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from maint import build
 from maint.cluster import Cluster
-from maint.notices import NoticeStore, TargetState, WorkItem
+from maint.notices import Event, NoticeStore, TargetState, WorkItem
 from maint.runner.core import PageBuild, StepContext, Superseded, describe
 from maint.runner.ending import Ending
 from maint.runner.housekeeping import ImageJanitor
@@ -38,9 +38,11 @@ class Steps:
         say: Callable[[str], None],
         renew: Callable[[int], object] = lambda _target_id: None,
         janitor: ImageJanitor | None = None,
+        observe: Callable[[Event], None] = lambda _event: None,
     ) -> None:
         """``renew(target_id)`` extends the claim of the step in progress (every event);
-        ``janitor`` retries refused image deletes (default: its documented backoff)."""
+        ``janitor`` retries refused image deletes (default: its documented backoff);
+        ``observe`` sees every stored event (``announce.KubernetesEvents``)."""
         self.ctx = StepContext(
             api=api,
             store=store,
@@ -49,6 +51,7 @@ class Steps:
             clock=clock,
             say=say,
             renew=renew,
+            observe=observe,
         )
         self.janitor = janitor or ImageJanitor(registry=registry, repository=self.ctx.repository)
         self.ending = Ending(self.ctx, janitor=self.janitor)

@@ -8,9 +8,10 @@ import pytest
 from kubernetes.client import EventsV1Api
 
 from maint import cluster
-from maint.notices import Event
+from maint.notices import Event, TargetState
 from maint.runner.announce import KubernetesEvents
-from tests.support.window import make_app
+from tests.support.kubelet import JobResult
+from tests.support.window import make_app, open_window
 
 pytestmark = pytest.mark.k8s
 
@@ -64,3 +65,30 @@ def test_an_event_maint_may_not_create_is_logged_and_never_raises(
     assert (events.sent, events.failed) == (0, 1)
     assert "Event Switched for" in caplog.text and "not sent" in caplog.text
     assert EventsV1Api(k8s).list_namespaced_event(namespace).items == []
+
+
+def test_a_whole_window_is_told_on_the_service(
+    control_plane, k8s, namespace, database_url, kubelet, oci_registry
+):
+    """`maint run`'s wiring (App.runner): prepare, switch and restore each leave one Event."""
+    digest = oci_registry.push_image("maint-page")
+    kubelet.default_job_result = JobResult(succeeded=True, message=digest)
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+    ) as window:
+        notice = window.add(start_in=600, length=600)
+        window.step()
+        window.clock.at(notice.start)
+        window.step()
+        window.clock.at(notice.end)
+        window.step()
+        assert window.notice(notice.id).targets[0].state is TargetState.COMPLETED
+    # App.close flushed the queue: every Event is there now.
+    told = EventsV1Api(k8s).list_namespaced_event(namespace).items
+    told.sort(key=lambda e: e.event_time)
+    assert [e.reason for e in told] == ["Prepared", "Switched", "Restored"]
+    assert all(e.note.startswith(f"notice {notice.id}: ") for e in told)

@@ -25,6 +25,7 @@ from maint.runner.core import (
 )
 from maint.runner.ending import Ending
 from maint.runner.transitions import Step, after_failure
+from maint.switch import preflight
 
 
 class ServiceGone(NotFound):
@@ -46,6 +47,7 @@ class Preparing:
                     TargetState.PREPARING,
                     then=("prepare", "started", f"window starts {item.notice.start.isoformat()}"),
                 )
+                self.preflight(item)
             built = self.plan_page(item)
             item = self.build_image(item, built)
             self.start_pod(item, built)
@@ -57,6 +59,23 @@ class Preparing:
             )
         except MaintError as e:
             return self.failed(item, e, built=built)
+
+    def preflight(self, item: WorkItem) -> None:
+        """The preflight again, once, as preparation starts: what changed since `notice add`
+        (a Service adopted by Argo CD meanwhile, a new NetworkPolicy) is told in the event log
+        and as a Kubernetes Event. It is told, not acted on: the operator may have allowed a
+        check at `notice add`, and nothing but the operator cancels a window."""
+        ref = item.target.ref
+        try:
+            around = cluster.surroundings(self.ctx.api, namespace=ref.namespace, name=ref.name)
+        except MaintError as e:
+            self.ctx.event(item, "preflight", "failed", str(e))
+            return
+        for finding in preflight.findings(around):
+            if finding.severity == preflight.INFO:
+                continue
+            outcome = "blocked" if finding.severity == preflight.BLOCK else "warn"
+            self.ctx.event(item, "preflight", outcome, f"{finding.check}: {finding.message}")
 
     def failed(self, item: WorkItem, e: MaintError, *, built: PageBuild | None = None) -> WorkItem:
         """A step before the switch failed: end, roll back, or raise for a retry.

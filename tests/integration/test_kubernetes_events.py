@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from kubernetes.client import EventsV1Api
+from kubernetes.client import CoreV1Api, EventsV1Api
 
 from maint import cluster
 from maint.notices import Event, TargetState
@@ -92,3 +92,35 @@ def test_a_whole_window_is_told_on_the_service(
     told.sort(key=lambda e: e.event_time)
     assert [e.reason for e in told] == ["Prepared", "Switched", "Restored"]
     assert all(e.note.startswith(f"notice {notice.id}: ") for e in told)
+
+
+def test_a_blocker_that_appears_after_notice_add_is_told_at_prepare(
+    control_plane, k8s, namespace, database_url, kubelet, oci_registry
+):
+    """Flux adopts the Service between `notice add` and the preparation: the window goes on
+    (only the operator cancels), and the event log and the Service's Events say why to look."""
+    digest = oci_registry.push_image("maint-page")
+    kubelet.default_job_result = JobResult(succeeded=True, message=digest)
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+    ) as window:
+        notice = window.add(start_in=600, length=600)
+        CoreV1Api(k8s).patch_namespaced_service(
+            "web", namespace, {"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}}
+        )
+        window.step()
+        assert window.notice(notice.id).targets[0].state is TargetState.READY
+        logged = [
+            (e.step, e.outcome, e.detail.split(":")[0])
+            for e in window.app.store.events(notice.id)
+            if e.step == "preflight"
+        ]
+        assert logged == [("preflight", "blocked", "flux")]
+    told = EventsV1Api(k8s).list_namespaced_event(namespace).items
+    assert sorted(e.reason for e in told) == ["PreflightBlocked", "Prepared"]
+    (blocked,) = [e for e in told if e.reason == "PreflightBlocked"]
+    assert blocked.type == "Warning" and "Flux" in blocked.note

@@ -114,7 +114,12 @@ def test_cancel_end_and_extend_act_at_once_and_never_race_the_scheduler(stage, k
         timeout=15,
         what="the old page revision to be cleaned up",
     )
-    assert not stage.registry.has_manifest("maint-page", old_image)
+    # Cleanup deletes the objects first, then the images: wait for the image too.
+    wait_until(
+        lambda: not stage.registry.has_manifest("maint-page", old_image),
+        timeout=15,
+        what="the old page's image to be deleted",
+    )
     assert stage.registry.has_manifest("maint-page", new_image)
     assert _state(stage, extended.id) is TargetState.ACTIVE
 

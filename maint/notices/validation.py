@@ -66,8 +66,12 @@ def new_notice(
     maintenance: bool,
     now: datetime,
     start_tolerance: timedelta,
+    namespaces: NamespacePolicy | None = None,
 ) -> NewNotice:
-    """Validate every field; the first problem found is raised and nothing is written."""
+    """Validate every field; the first problem found is raised and nothing is written.
+
+    ``namespaces``: refuse targets outside the allowlist or in a namespace refused always.
+    """
     title = title.strip()
     reason = reason.strip()
     if not title:
@@ -99,6 +103,8 @@ def new_notice(
         raise InvalidInput(f"{len(refs)} targets; at most {MAX_TARGETS} per notice")
     if len(set(refs)) != len(refs):
         raise InvalidInput("the same --target is given twice")
+    if namespaces is not None:
+        namespaces.check_targets(targets)
     return NewNotice(
         title=title,
         reason=reason,

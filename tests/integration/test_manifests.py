@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from kubernetes.client import AppsV1Api, AuthorizationV1Api, CoreV1Api
+from kubernetes.client import AppsV1Api, AuthorizationV1Api, BatchV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
@@ -104,6 +104,7 @@ NEVER_ALLOWED = [
 RBAC_MODES = ["cluster-wide", "per-namespace"]
 POLICY, BINDING = "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"
 ADMISSION_KINDS = {POLICY, BINDING}
+KANIKO_IMAGE = Settings.model_fields["kaniko_image"].default
 
 
 def _rendered(mode: str) -> list[manifests.Doc]:
@@ -181,10 +182,10 @@ def test_build_namespace_enforces_baseline_and_maint_system_restricted():
     assert levels == {SYSTEM: "restricted", BUILD: "baseline"}
 
 
-def _policy_repository(policy: manifests.Doc) -> str:
-    """The page repository the policy admits: its ``repository`` variable, a CEL literal."""
-    [variable] = [v for v in policy["spec"]["variables"] if v["name"] == "repository"]
-    literal = variable["expression"]
+def _policy_repository(policy: manifests.Doc, variable: str = "repository") -> str:
+    """The value a policy admits (its page repository by default): a CEL string literal."""
+    [found] = [v for v in policy["spec"]["variables"] if v["name"] == variable]
+    literal = found["expression"]
     assert literal[0] == literal[-1] == "'" and not {"'", "\\"} & set(literal[1:-1]), literal
     return str(literal[1:-1])
 
@@ -196,8 +197,8 @@ def test_admission_policy_agrees_with_the_overlays_settings_and_service_account(
     settings = Settings(
         **{key.removeprefix("MAINT_").lower(): value for key, value in data.items()}
     )
-    [policy] = manifests.find(docs, POLICY)
-    [binding] = manifests.find(docs, BINDING)
+    [policy] = manifests.find(docs, POLICY, "maint-page-pods")
+    [binding] = manifests.find(docs, BINDING, "maint-page-pods")
     assert _policy_repository(policy) == settings.image_repository
     [account] = [
         a for a in manifests.find(docs, "ServiceAccount") if a["metadata"]["name"] == "maint"
@@ -224,6 +225,26 @@ def test_admission_policy_agrees_with_the_overlays_settings_and_service_account(
         "policyName": policy["metadata"]["name"],
         "validationActions": ["Deny"],
     }
+
+
+@pytest.mark.parametrize("overlay", ["base", "kind", "eks"])
+def test_build_job_policy_agrees_with_the_overlays_settings(overlay):
+    docs = manifests.render(manifests.KUSTOMIZATIONS[overlay])
+    data = _settings_data(docs)
+    settings = Settings(
+        **{key.removeprefix("MAINT_").lower(): value for key, value in data.items()}
+    )
+    [jobs] = manifests.find(docs, POLICY, "maint-build-jobs")
+    [pods] = manifests.find(docs, POLICY, "maint-page-pods")
+    [binding] = manifests.find(docs, BINDING, "maint-build-jobs")
+    assert _policy_repository(jobs) == settings.image_repository
+    assert _policy_repository(jobs, "kanikoImage") == settings.kaniko_image
+    assert _policy_repository(jobs, "serviceAccount") == settings.kaniko_service_account
+    assert jobs["spec"]["matchConditions"] == pods["spec"]["matchConditions"]
+    assert jobs["spec"]["validations"][0]["expression"] == (
+        f"request.namespace == '{settings.build_namespace}'"
+    )
+    assert binding["spec"] == {"policyName": "maint-build-jobs", "validationActions": ["Deny"]}
 
 
 # --- on the API server --------------------------------------------------------------------
@@ -487,41 +508,84 @@ def _allowed(k8s, who: Installed, call: tuple[str, str, str, str], *, namespace:
 # --- the admission policy on the API server ------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Policies:
+    """Names of the two policies as applied by ``_admission``."""
+
+    pods: str
+    jobs: str
+
+
+def _literal(policy: manifests.Doc, variable: str, value: str) -> None:
+    [found] = [v for v in policy["spec"]["variables"] if v["name"] == variable]
+    found["expression"] = f"'{value}'"
+
+
 @contextmanager
 def _admission(
-    control_plane, k8s, installed: Installed, *, repository: str, probe_in: str
-) -> Iterator[str]:
-    """The base's admission policy and binding, re-homed to ``installed`` and admitting
-    ``repository``, applied for real; yields the policy's name once the API server enforces it
-    (a probe Pod, dry run as maint in ``probe_in``, is refused by it)."""
+    control_plane,
+    k8s,
+    installed: Installed,
+    *,
+    repository: str,
+    probe_in: str,
+    kaniko_image: str = KANIKO_IMAGE,
+) -> Iterator[Policies]:
+    """The base's admission policies and bindings, re-homed to ``installed``, admitting
+    ``repository`` and ``kaniko_image``, applied for real; yields their names once the API
+    server enforces both (probes, dry run as maint, are refused by each)."""
     suffix = installed.system.rsplit("-", 1)[1]
-    name = f"maint-page-pods-{suffix}"
+    names = Policies(pods=f"maint-page-pods-{suffix}", jobs=f"maint-jobs-{suffix}")
     docs = [d for d in _rendered(installed.mode) if d["kind"] in ADMISSION_KINDS]
     text = json.dumps(docs)
-    for old, new in (
+    for old, new in (  # policy names first: "maint-build-jobs" contains "maint-build"
+        ("maint-page-pods", names.pods),
+        ("maint-build-jobs", names.jobs),
         (SYSTEM, installed.system),
         (BUILD, installed.build),
-        ("maint-page-pods", name),
     ):
         text = text.replace(old, new)
     docs = json.loads(text)
-    [policy] = manifests.find(docs, POLICY)
-    [variable] = [v for v in policy["spec"]["variables"] if v["name"] == "repository"]
-    variable["expression"] = f"'{repository}'"
+    [pods] = manifests.find(docs, POLICY, names.pods)
+    [jobs] = manifests.find(docs, POLICY, names.jobs)
+    _literal(pods, "repository", repository)
+    _literal(jobs, "repository", repository)
+    _literal(jobs, "kanikoImage", kaniko_image)
     manifests.apply(k8s, docs)
     dynamic = DynamicClient(k8s)
     try:
-        # An image from elsewhere: Pod Security `restricted` admits it, only the policy refuses.
-        probe = _maint_pod(probe_in, repository=f"{repository}-probe")
+        # Images from elsewhere: Pod Security admits them, only the policies refuse them.
+        probes = {
+            names.pods: _maint_pod(probe_in, repository=f"{repository}-probe"),
+            names.jobs: _maint_job(
+                installed.build, repository=repository, kaniko_image=f"{kaniko_image}-probe"
+            ),
+        }
         deadline = time.monotonic() + 60
-        while name not in (_refusal(control_plane, installed, probe) or ""):
-            assert time.monotonic() < deadline, "the admission policy was never enforced"
-            time.sleep(0.5)
-        yield name
+        for name, probe in probes.items():
+            while name not in (_refusal(control_plane, installed, probe) or ""):
+                assert time.monotonic() < deadline, f"{name} was never enforced"
+                time.sleep(0.5)
+        yield names
     finally:
         for doc in docs:
             resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
             resource.delete(name=doc["metadata"]["name"])
+
+
+def _maint_job(
+    namespace: str, *, repository: str, kaniko_image: str = KANIKO_IMAGE
+) -> manifests.Doc:
+    """The Kaniko Job exactly as maint builds it (maint/build/manifests.py)."""
+    return kaniko_job(
+        name="maint-7-web-36f5e-0123abcd",
+        namespace=namespace,
+        labels={naming.MANAGED_BY: naming.MANAGER, naming.NOTICE_LABEL: "7"},
+        destination=f"{repository}:maint-7-web-36f5e-0123abcd",
+        spec=KanikoSpec(
+            image=kaniko_image, service_account="maint-kaniko", insecure=True, timeout_seconds=60
+        ),
+    )
 
 
 def _maint_pod(namespace: str, *, repository: str) -> dict:
@@ -537,11 +601,15 @@ def _maint_pod(namespace: str, *, repository: str) -> dict:
     )
 
 
-def _refusal(control_plane, installed: Installed, pod: dict) -> str | None:
-    """The API server's message if ``pod`` (dry run, as maint) is refused, else None."""
+def _refusal(control_plane, installed: Installed, obj: dict) -> str | None:
+    """The API server's message if the Pod or Job ``obj`` (dry run, as maint) is refused."""
     as_maint = control_plane.api_client(impersonate=installed.user)
+    namespace = obj["metadata"]["namespace"]
     try:
-        CoreV1Api(as_maint).create_namespaced_pod(pod["metadata"]["namespace"], pod, dry_run="All")
+        if obj["kind"] == "Job":
+            BatchV1Api(as_maint).create_namespaced_job(namespace, obj, dry_run="All")
+        else:
+            CoreV1Api(as_maint).create_namespaced_pod(namespace, obj, dry_run="All")
     except ApiException as error:
         assert error.status in (403, 422), error
         return str(json.loads(error.body)["message"])
@@ -611,7 +679,7 @@ def test_admission_policy_refuses_every_pod_maint_would_not_build(
     CoreV1Api(k8s).create_namespaced_service_account(namespace, {"metadata": {"name": "builder"}})
     with _admission(
         control_plane, k8s, installed, repository=REPOSITORY, probe_in=namespace
-    ) as policy:
+    ) as policies:
         assert (
             _refusal(control_plane, installed, _maint_pod(namespace, repository=REPOSITORY)) is None
         )
@@ -626,7 +694,7 @@ def test_admission_policy_refuses_every_pod_maint_would_not_build(
         CoreV1Api(k8s).create_namespaced_pod(namespace, hostpath, dry_run="All")
     for case, (_, message) in REFUSED_PODS.items():
         assert found[case] is not None, f"{case}: admitted"
-        assert policy in found[case] and message in found[case], (case, found[case])
+        assert policies.pods in found[case] and message in found[case], (case, found[case])
 
 
 @pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)
@@ -635,11 +703,79 @@ def test_admission_policy_refuses_maint_pods_in_system_and_maints_own_namespaces
 ):
     with _admission(
         control_plane, k8s, installed, repository=REPOSITORY, probe_in=namespace
-    ) as policy:
+    ) as policies:
         found = {
             where: _refusal(control_plane, installed, _maint_pod(where, repository=REPOSITORY))
             for where in ("kube-system", "kube-public", "kube-node-lease", installed.system)
         }
     for where, message in found.items():
-        assert message is not None and policy in message, (where, message)
+        assert message is not None and policies.pods in message, (where, message)
         assert "never starts a Pod in a system namespace or in its own" in message
+
+
+def _job_image(image: str):
+    def change(job: dict) -> None:
+        job["spec"]["template"]["spec"]["containers"][0]["image"] = image
+
+    return change
+
+
+def _job_spec(key: str, value: object):
+    def change(job: dict) -> None:
+        job["spec"]["template"]["spec"][key] = value
+
+    return change
+
+
+def _job_destination(destination: str):
+    def change(job: dict) -> None:
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        args[:] = [a for a in args if not a.startswith("--destination")]
+        args.append(f"--destination={destination}")
+
+    return change
+
+
+def _job_volume(job: dict) -> None:
+    job["spec"]["template"]["spec"]["volumes"].append({"name": "s", "secret": {"secretName": "x"}})
+
+
+REFUSED_JOBS = {
+    "another ServiceAccount": (_job_spec("serviceAccountName", "default"), "Kaniko Service"),
+    "a token": (_job_spec("automountServiceAccountToken", True), "without a token"),
+    "another image": (_job_image("registry.example/tools:1"), "configured Kaniko image"),
+    "an init container": (
+        _job_spec("initContainers", [{"name": "x", "image": KANIKO_IMAGE}]),
+        "configured Kaniko image",
+    ),
+    "a push elsewhere": (
+        _job_destination("registry.example/other:t"),
+        "pushes only to the page repository",
+    ),
+    "a look-alike push": (
+        _job_destination(f"{REPOSITORY}-x:t"),
+        "pushes only to the page repository",
+    ),
+    "a Secret volume": (_job_volume, "mounts only its build context ConfigMap"),
+}
+
+
+@pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)
+def test_admission_policy_admits_only_maints_own_build_job(
+    control_plane, k8s, namespace, installed
+):
+    with _admission(
+        control_plane, k8s, installed, repository=REPOSITORY, probe_in=namespace
+    ) as policies:
+        admitted = _refusal(
+            control_plane, installed, _maint_job(installed.build, repository=REPOSITORY)
+        )
+        found = {}
+        for case, (change, _) in REFUSED_JOBS.items():
+            job = _maint_job(installed.build, repository=REPOSITORY)
+            change(job)
+            found[case] = _refusal(control_plane, installed, job)
+    assert admitted is None
+    for case, (_, message) in REFUSED_JOBS.items():
+        assert found[case] is not None, f"{case}: admitted"
+        assert policies.jobs in found[case] and message in found[case], (case, found[case])

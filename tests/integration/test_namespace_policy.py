@@ -20,7 +20,8 @@ from maint.cli import main
 from maint.notices import NoticeStore, ServiceRef
 from maint.switch import switch
 from maint.switch.pod import ContainerPort, page_pod
-from tests.support.window import APP_LABELS, make_app
+from tests.support.kubelet import JobResult
+from tests.support.window import APP_LABELS, make_app, open_window
 
 pytestmark = pytest.mark.k8s
 
@@ -174,3 +175,53 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
     code, out, err = run("restore", "--overdue")
     assert f"{namespace}/web: restored" in out, out + err
     assert core.read_namespaced_service("web", namespace).spec.selector == APP_LABELS
+
+
+@pytest.mark.registry
+@pytest.mark.xfail(
+    strict=True,
+    reason="guarded() keeps its checks in a ContextVar and threads start with an empty "
+    "context (Python 3.11): the CLI's check does not reach `maint run`'s step threads (nor "
+    "APScheduler's). Needs guard.py to keep process-wide checks, or reconcile.py and "
+    "scheduler.py to run work in a copy of the caller's context. Remove this marker then.",
+)
+def test_maint_run_refuses_a_step_write_outside_the_allowlist(
+    control_plane, k8s, kubelet, namespace, database_url, oci_registry, monkeypatch, capsys
+):
+    """A notice stored while its namespace was allowed; `maint run --once` after the allowlist
+    changed must not create the page Pod. Checked to pass with steps submitted through
+    ``contextvars.copy_context().run`` in reconcile.py (not committed: not this helper's file).
+    """
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+    ) as w:
+        # Stored while the namespace was allowed; then the allowlist no longer lists it.
+        notice = w.add(start_in=60, length=600)
+        for key, value in {
+            "MAINT_KUBECONFIG": str(control_plane.kubeconfig),
+            "MAINT_DATABASE_URL": database_url,
+            "MAINT_BUILD_NAMESPACE": w.build_namespace,
+            "MAINT_IMAGE_REPOSITORY": w.app.settings.image_repository,
+            "MAINT_REGISTRY_INSECURE": "true",
+            "MAINT_BUILD_TIMEOUT": "30",
+            "MAINT_POD_READY_TIMEOUT": "20",
+            "MAINT_TARGET_NAMESPACES": "shop",
+        }.items():
+            monkeypatch.setenv(key, value)
+
+        main(["run", "--once"])
+        capsys.readouterr()
+
+        pods = CoreV1Api(k8s).list_namespaced_pod(
+            namespace, label_selector=f"{naming.NOTICE_LABEL}={notice.id}"
+        )
+        events = w.app.store.events(notice.id)
+    assert [p.metadata.name for p in pods.items] == []  # the page Pod was never created
+    assert any("not in MAINT_TARGET_NAMESPACES" in e.detail for e in events), events

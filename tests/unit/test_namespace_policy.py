@@ -95,3 +95,26 @@ def test_bad_allowlist_is_a_bad_setting(value, message):
 def test_bad_own_namespace_is_a_bad_setting():
     with pytest.raises(ValidationError, match="not a namespace name"):
         Settings(namespace="Maint System")
+
+
+def test_new_notice_refuses_targets_by_the_policy_it_is_given():
+    from datetime import UTC, datetime, timedelta
+
+    from maint.notices.validation import new_notice
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    fields = {
+        "title": "T",
+        "reason": "R",
+        "start": (now + timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=2)).isoformat(),
+        "lang": "en",
+        "maintenance": True,
+        "now": now,
+        "start_tolerance": timedelta(minutes=5),
+    }
+    policy = _policy(target_namespaces="shop")
+    assert new_notice(targets=["shop/web"], namespaces=policy, **fields).targets
+    with pytest.raises(InvalidInput, match="--target kube-system/kube-dns: namespace kube-sys"):
+        new_notice(targets=["shop/web", "kube-system/kube-dns"], namespaces=policy, **fields)
+    assert new_notice(targets=["kube-system/kube-dns"], **fields).targets  # no policy given

@@ -55,15 +55,29 @@ def _objects(docs: list[manifests.Doc]) -> list[str]:
     return sorted(re.sub(r"-[a-z0-9]{10}$", "", manifests.describe(d)) for d in docs)
 
 
-def test_local_is_kind_plus_a_volume_with_only_placeholder_images():
+def test_local_is_kind_plus_a_volume_and_every_image_in_the_nodes_registry():
     kind = manifests.render(manifests.KUSTOMIZATIONS["kind"])
     local = manifests.render(LOCAL)
     assert _objects(local) == sorted([*_objects(kind), "PersistentVolume maint-data-local"])
-    text = json.dumps(local)
-    assert "kind-registry" not in text
-    assert _images(local) == {
-        "local-registry.invalid:5000/maint-node/maint:replaced-by-tools-nodeimages-overlay"
+    assert "kind-registry" not in json.dumps(local)
+    node = "10.88.0.1:5000"  # tests/support/node.py: NODE_IP, REGISTRY_PORT
+    assert _images(local) == {f"{node}/maint-node/maint:local"}
+    settings = _settings(local)
+    assert settings["MAINT_KANIKO_IMAGE"] == f"{node}/maint-node/kaniko-executor:local"
+    assert settings["MAINT_BASE_IMAGE"] == f"{node}/maint-node/nginx-unprivileged:local"
+    assert settings["MAINT_IMAGE_REPOSITORY"] == f"{node}/maint-page"
+    kind_settings = _settings(kind)
+    differs = {
+        k for k in settings.keys() | kind_settings.keys() if settings.get(k) != kind_settings.get(k)
     }
+    assert differs == {"MAINT_KANIKO_IMAGE", "MAINT_BASE_IMAGE", "MAINT_IMAGE_REPOSITORY"}
+    # The Deployment is kind's but for the image (and the generated names' hashes).
+    [deployment] = manifests.find(local, "Deployment", "maint")
+    [kind_deployment] = manifests.find(kind, "Deployment", "maint")
+    text = json.dumps(deployment).replace(f"{node}/maint-node/maint:local", "IMAGE")
+    kind_text = json.dumps(kind_deployment).replace("kind-registry:5000/maint:dev", "IMAGE")
+    hashes = re.compile(r"(maint-settings|maint-database)-[a-z0-9]{10}")
+    assert hashes.sub(r"\1", text) == hashes.sub(r"\1", kind_text)
 
 
 def test_generated_kustomization_sets_every_image_by_digest_and_the_volume(generated):
@@ -73,7 +87,8 @@ def test_generated_kustomization_sets_every_image_by_digest_and_the_volume(gener
     assert settings["MAINT_BASE_IMAGE"] == REFS["nginx"]
     assert settings["MAINT_IMAGE_REPOSITORY"] == f"{REGISTRY}/maint-page"
     assert settings["MAINT_REGISTRY_INSECURE"] == "true"
-    assert "invalid" not in json.dumps(generated) and "kind-registry" not in json.dumps(generated)
+    assert "10.88.0.1:5000" not in json.dumps(generated)  # REFS name another registry
+    assert ":local" not in json.dumps(generated)
     fields = {f"MAINT_{name.upper()}" for name in Settings.model_fields}
     assert set(settings) <= fields
     Settings(**{k.removeprefix("MAINT_").lower(): v for k, v in settings.items()})

@@ -1,14 +1,16 @@
 """Kustomizations for the real node, with the image references build.sh wrote.
 
-manifests/overlays/local names a placeholder registry, because the registry's address and the
-images' digests are only known once the node is up and the images are pushed. This writes a
-kustomization that takes that overlay as its base and sets the real references:
+manifests/overlays/local names the images by their ``local`` tags in the node's registry; the
+digests are only known once build.sh has pushed them. This writes kustomizations that take the
+overlay (and the sample app) as their base and pin every image by digest, in whatever registry
+the references name:
 
-    python3 -m tools.nodeimages.overlay --images IMAGES.json --data /node/folder --out DIR
+    python3 -m tools.nodeimages.overlay --images IMAGES.json [--data /node/folder] --out DIR
     kubectl apply -k DIR/maint       # maint itself (manifests/overlays/local)
     kubectl apply -k DIR/sample-app  # the sample app on the local nginx image
 
-``--data`` is the node folder behind maint's PersistentVolume; it must exist, owned by UID 10001.
+``--data`` replaces the node folder behind maint's PersistentVolume (default: the overlay's,
+/var/lib/maint/local-pv); it must exist, owned by UID 10001.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "manifests" / "overlays" / "local"
 SAMPLE_APP = REPO / "manifests" / "sample-app"
-PLACEHOLDER = "local-registry.invalid:5000"
+#: maint's image as manifests/overlays/local names it (without its tag): what gets pinned.
+LOCAL_MAINT_IMAGE = "10.88.0.1:5000/maint-node/maint"
 _REF = re.compile(
     r"(?P<registry>[A-Za-z0-9.-]+:[0-9]+)/(?P<repo>[a-z0-9/._-]+)@(?P<digest>sha256:[0-9a-f]{64})"
 )
@@ -50,15 +53,18 @@ def _write(directory: Path, base: Path, document: dict[str, object]) -> Path:
     return directory
 
 
-def maint_kustomization(directory: Path, refs: Mapping[str, str], *, data: Path) -> Path:
-    """``directory``/kustomization.yaml: overlays/local with the real images and PV folder."""
+def maint_kustomization(
+    directory: Path, refs: Mapping[str, str], *, data: Path | None = None
+) -> Path:
+    """``directory``/kustomization.yaml: overlays/local with every image pinned by digest."""
     maint = _split(refs, "maint")
     registry = maint["registry"]
     for name in ("kaniko", "nginx"):
         if _split(refs, name)["registry"] != registry:
             raise OverlayError(f"image {name!r} is not in the registry {registry} maint is in")
-    if not data.is_absolute():
+    if data is not None and not data.is_absolute():
         raise OverlayError(f"--data {data}: the PersistentVolume's folder must be absolute")
+    patch = [{"op": "replace", "path": "/spec/hostPath/path", "value": str(data)}]
     return _write(
         directory,
         LOCAL,
@@ -67,7 +73,7 @@ def maint_kustomization(directory: Path, refs: Mapping[str, str], *, data: Path)
             "kind": "Kustomization",
             "images": [
                 {
-                    "name": f"{PLACEHOLDER}/maint-node/maint",
+                    "name": LOCAL_MAINT_IMAGE,
                     "newName": f"{registry}/{maint['repo']}",
                     "digest": maint["digest"],
                 }
@@ -87,11 +93,11 @@ def maint_kustomization(directory: Path, refs: Mapping[str, str], *, data: Path)
             "patches": [
                 {
                     "target": {"kind": "PersistentVolume", "name": "maint-data-local"},
-                    "patch": json.dumps(
-                        [{"op": "replace", "path": "/spec/hostPath/path", "value": str(data)}]
-                    ),
+                    "patch": json.dumps(patch),
                 }
-            ],
+            ]
+            if data is not None
+            else [],
         },
     )
 
@@ -121,7 +127,7 @@ def main(argv: list[str]) -> int:
         prog="python3 -m tools.nodeimages.overlay", description=__doc__
     )
     parser.add_argument("--images", required=True, type=Path, help="build.sh's JSON")
-    parser.add_argument("--data", required=True, type=Path, help="node folder for maint's PV")
+    parser.add_argument("--data", type=Path, help="node folder for maint's PV (absolute)")
     parser.add_argument("--out", required=True, type=Path, help="folder for maint/, sample-app/")
     args = parser.parse_args(argv)
     try:

@@ -4,14 +4,21 @@
 #
 # Two stages: the wheel is built with pip in the first, so the runtime image has no build
 # context, no compiler and no pip cache. psycopg[binary] brings its own libpq.
+#
+# PYTHON_BASE is the Python image both stages start from (`docker build --build-arg
+# PYTHON_BASE=...`), e.g. a mirror in a private registry. The real-node tests assemble the same
+# image without Docker (tools/nodeimages): Debian's python3 as the base, maint installed from
+# wheels built on the host, and this final stage's ENV, USER, WORKDIR, ENTRYPOINT and CMD read
+# from this file, so the two cannot drift apart.
+ARG PYTHON_BASE=python:3.12-slim-bookworm
 
-FROM python:3.12-slim-bookworm AS build
+FROM ${PYTHON_BASE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY maint ./maint
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.12-slim-bookworm
+FROM ${PYTHON_BASE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

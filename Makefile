@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: help venv lint test unit integration k8s-bins bench demo image e2e kind-up kind-down clean
+.PHONY: help setup venv lint test unit integration k8s-bins node-bins node-images bench demo image e2e kind-up kind-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -18,18 +18,35 @@ $(BIN)/maint: pyproject.toml
 
 venv: $(BIN)/maint  ## create .venv with maint and the dev tools
 
+setup:  ## install the Debian packages the tests need (as root; else prints the command)
+	@tools/setup.sh
+
 k8s-bins:  ## build (once) etcd, kube-apiserver, kube-controller-manager; prints their folder
 	@tools/k8sbin/build.sh
+
+node-bins:  ## build (once) kubelet, kube-proxy, kube-scheduler, kubectl into the same folder
+	@tools/k8sbin/build.sh node
+
+node-images:  ## build (once, cached) the real node's images: pause, nginx, Kaniko, python, maint
+	@tools/nodeimages/build.sh --build-only
 
 lint: venv  ## ruff, mypy (strict on maint/), import-linter layer contracts
 	$(BIN)/ruff check maint tests bench tools
 	$(BIN)/ruff format --check maint tests bench tools
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --explicit-package-bases tools/nodeimages
 	$(BIN)/lint-imports
 
-test: venv  ## unit + integration tests (real control plane, nginx, PostgreSQL, registry, moto)
+# Everything from a fresh machine: packages, venv, services, binaries and images (each step is
+# cached and takes seconds when warm), then every test layer but kind's (README: Tests).
+test:  ## set up, then unit + integration + real-node tests
+	@tools/setup.sh
+	@$(MAKE) --no-print-directory venv
 	@tools/ensure-services.sh
-	KUBEBUILDER_ASSETS="$$(tools/k8sbin/build.sh)" $(BIN)/pytest tests/unit tests/integration $(PYTEST_ARGS)
+	@tools/k8sbin/build.sh >/dev/null
+	@tools/k8sbin/build.sh node >/dev/null
+	@tools/nodeimages/build.sh --build-only
+	KUBEBUILDER_ASSETS="$$(tools/k8sbin/build.sh)" $(BIN)/pytest tests/unit tests/integration $(wildcard tests/node) $(PYTEST_ARGS)
 
 unit: venv  ## unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -121,8 +121,10 @@ class App:
             observe=observe,
         )
 
-    def runner(self) -> Runner:
-        """The runner and its steps, sharing one set of claims (and the Events observer)."""
+    def runner(self, **hooks: Any) -> Runner:
+        """The runner and its steps, sharing one set of claims (and the Events observer);
+        ``hooks`` are the Runner's (``on_step_done``, ``wake_at``, ``sweep_in_pass``): the
+        scheduler passes its own when it calls this as its factory."""
         claims = make_claims(self.store, self.settings)
         observe: Callable[[Event], None] = _ignore
         if self.settings.kubernetes_events:
@@ -136,6 +138,7 @@ class App:
             clock=self.clock,
             workers=self.settings.workers,
             claims=claims,
+            **hooks,
         )
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from maint import __version__, page
 from maint.app import App, dumps, notice_json
-from maint.cluster import guarded
+from maint.cluster import installed
 from maint.errors import InvalidInput, MaintError
 from maint.notices import Notice
 from maint.notices.validation import namespace_policy
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = App(settings=settings)
     try:
         # Every create, delete and Service patch any command makes passes the namespace policy.
-        with guarded(namespace_policy(settings).check_write):
+        with installed(namespace_policy(settings).check_write):
             return _dispatch(app, args)
     except InvalidInput as e:
         print(f"maint: {e}", file=sys.stderr)
@@ -373,8 +373,8 @@ def _wait(app: App, notice_id: int, *, timeout: float) -> int:
 def _run(app: App, *, once: bool) -> int:
     from maint.runner import Scheduler
 
-    runner = app.runner()
     if once:
+        runner = app.runner()
         result = runner.pass_once()
         runner.wait_idle()
         runner.shutdown()
@@ -385,7 +385,7 @@ def _run(app: App, *, once: bool) -> int:
             return 1
         return 0
     Scheduler(
-        runner, poll_interval=app.settings.poll_interval, health_port=app.settings.health_port
+        app.runner, poll_interval=app.settings.poll_interval, health_port=app.settings.health_port
     ).run()
     return 0
 

@@ -7,7 +7,7 @@ from maint.cluster.connection import Cluster, connect
 from maint.cluster.creating import create
 from maint.cluster.deleting import delete
 from maint.cluster.events import emit as emit_event
-from maint.cluster.guard import WriteCheck, before_write, guarded
+from maint.cluster.guard import WriteCheck, before_write, guarded, installed
 from maint.cluster.inspecting import Surroundings, surroundings
 from maint.cluster.patching import json_patch_service, pointer
 from maint.cluster.reading import (
@@ -51,6 +51,7 @@ __all__ = [
     "get_pod",
     "get_service",
     "guarded",
+    "installed",
     "job_termination",
     "json_patch_service",
     "list_annotated_services",

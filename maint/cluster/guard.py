@@ -1,9 +1,12 @@
 """Checks that run before every cluster write maint makes (create, delete, Service patch).
 
 A check is a callable ``(what, namespace)`` that raises a ``MaintError`` to stop the write;
-``what`` names the request (``"patch Service shop/web"``). Checks are kept in a context
-variable, so one set by a step's worker thread applies to that step's writes only, and a check
-installed for the whole process (with ``guarded`` around ``maint run``) applies to all of them.
+``what`` names the request (``"patch Service shop/web"``). Two kinds:
+
+- ``guarded(check)``: for the writes made in this block, in this context only (a context
+  variable): a step's claim check applies to that step's thread and no other.
+- ``installed(check)``: for every write of the process, whatever thread makes it (worker pools,
+  the scheduler's jobs, the sweep thread all start with an empty context): the namespace policy.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from threading import Lock
 
 WriteCheck = Callable[[str, str], None]
 
 _checks: ContextVar[tuple[WriteCheck, ...]] = ContextVar("maint_write_checks", default=())
+_everywhere: tuple[WriteCheck, ...] = ()
+_everywhere_lock = Lock()
 
 
 @contextmanager
@@ -27,7 +33,23 @@ def guarded(check: WriteCheck) -> Iterator[None]:
         _checks.reset(token)
 
 
+@contextmanager
+def installed(check: WriteCheck) -> Iterator[None]:
+    """Run ``check`` before every write any thread of this process makes inside this block."""
+    global _everywhere
+    with _everywhere_lock:
+        _everywhere = (*_everywhere, check)
+    try:
+        yield
+    finally:
+        with _everywhere_lock:
+            kept = list(_everywhere)
+            kept.remove(check)
+            _everywhere = tuple(kept)
+
+
 def before_write(what: str, namespace: str) -> None:
-    """Called by the write verbs just before the request goes out; raises to stop it."""
-    for check in _checks.get():
+    """Called by the write verbs just before the request goes out; raises to stop it.
+    Process-wide checks run first, then this context's."""
+    for check in (*_everywhere, *_checks.get()):
         check(what, namespace)

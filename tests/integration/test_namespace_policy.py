@@ -178,20 +178,11 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
 
 
 @pytest.mark.registry
-@pytest.mark.xfail(
-    strict=True,
-    reason="guarded() keeps its checks in a ContextVar and threads start with an empty "
-    "context (Python 3.11): the CLI's check does not reach `maint run`'s step threads (nor "
-    "APScheduler's). Needs guard.py to keep process-wide checks, or reconcile.py and "
-    "scheduler.py to run work in a copy of the caller's context. Remove this marker then.",
-)
 def test_maint_run_refuses_a_step_write_outside_the_allowlist(
     control_plane, k8s, kubelet, namespace, database_url, oci_registry, monkeypatch, capsys
 ):
     """A notice stored while its namespace was allowed; `maint run --once` after the allowlist
-    changed must not create the page Pod. Checked to pass with steps submitted through
-    ``contextvars.copy_context().run`` in reconcile.py (not committed: not this helper's file).
-    """
+    changed must not create the page Pod: the CLI installs the policy for every thread."""
     kubelet.default_job_result = JobResult(
         succeeded=True, message=oci_registry.push_image("maint-page")
     )

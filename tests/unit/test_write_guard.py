@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from maint.cluster import before_write, guarded
+from maint.cluster import before_write, guarded, installed
 from maint.errors import Forbidden
 
 
@@ -36,3 +36,13 @@ def test_a_check_set_in_one_thread_does_not_apply_to_another() -> None:
         other.start()
         other.join()
     assert seen == []
+
+
+def test_an_installed_check_applies_to_every_thread_until_its_block_ends() -> None:
+    seen: list[str] = []
+    with installed(lambda what, ns: seen.append(what)):
+        other = threading.Thread(target=before_write, args=("create Pod x/y", "x"))
+        other.start()
+        other.join()
+    before_write("create Pod x/z", "x")
+    assert seen == ["create Pod x/y"]

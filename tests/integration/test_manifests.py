@@ -64,6 +64,8 @@ MAINT_CALLS = [
     ("delete", "", "pods", "target"),  # deleting: cleanup, forced restore
     ("list", "discovery.k8s.io", "endpointslices", "target"),  # watching.wait_endpoints
     ("watch", "discovery.k8s.io", "endpointslices", "target"),
+    ("list", "networking.k8s.io", "networkpolicies", "target"),  # inspecting.surroundings
+    ("create", "events.k8s.io", "events", "target"),  # events.emit
     ("create", "batch", "jobs", "build"),  # creating: the Kaniko Job
     ("list", "batch", "jobs", "build"),  # watching.wait_job, reading.list_managed
     ("watch", "batch", "jobs", "build"),

@@ -27,7 +27,7 @@ from maint.notices import (
     new_notice,
     parse_time,
 )
-from maint.notices.validation import MAX_WINDOW
+from maint.notices.validation import MAX_WINDOW, namespace_policy
 from maint.runner import (
     KubernetesEvents,
     OverdueResult,
@@ -176,6 +176,7 @@ class App:
             maintenance=maintenance,
             now=now,
             start_tolerance=timedelta(seconds=self.settings.start_tolerance),
+            namespaces=namespace_policy(self.settings),
         )
         if maintenance:
             for ref in new.targets:

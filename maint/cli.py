@@ -302,7 +302,6 @@ def _notice(app: App, args: argparse.Namespace) -> int:
     verb = args.notice
     now = app.clock()
     if verb == "add":
-        namespace_policy(app.settings).check_targets(args.target)
         notice = app.add_notice(
             title=args.title,
             reason=args.reason,

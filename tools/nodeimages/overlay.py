@@ -64,7 +64,21 @@ def maint_kustomization(
             raise OverlayError(f"image {name!r} is not in the registry {registry} maint is in")
     if data is not None and not data.is_absolute():
         raise OverlayError(f"--data {data}: the PersistentVolume's folder must be absolute")
-    patch = [{"op": "replace", "path": "/spec/hostPath/path", "value": str(data)}]
+    repository = f"{registry}/maint-page"
+    patches: list[dict[str, object]] = [
+        _policy_patch("maint-page-pods", {"repository": repository}),
+        _policy_patch(
+            "maint-build-jobs", {"kanikoImage": refs["kaniko"], "repository": repository}
+        ),
+    ]
+    if data is not None:
+        volume = [{"op": "replace", "path": "/spec/hostPath/path", "value": str(data)}]
+        patches.append(
+            {
+                "target": {"kind": "PersistentVolume", "name": "maint-data-local"},
+                "patch": json.dumps(volume),
+            }
+        )
     return _write(
         directory,
         LOCAL,
@@ -84,22 +98,29 @@ def maint_kustomization(
                     "namespace": "maint-system",
                     "behavior": "merge",
                     "literals": [
-                        f"MAINT_IMAGE_REPOSITORY={registry}/maint-page",
+                        f"MAINT_IMAGE_REPOSITORY={repository}",
                         f"MAINT_KANIKO_IMAGE={refs['kaniko']}",
                         f"MAINT_BASE_IMAGE={refs['nginx']}",
                     ],
                 }
             ],
-            "patches": [
-                {
-                    "target": {"kind": "PersistentVolume", "name": "maint-data-local"},
-                    "patch": json.dumps(patch),
-                }
-            ]
-            if data is not None
-            else [],
+            "patches": patches,
         },
     )
+
+
+def _policy_patch(policy: str, values: Mapping[str, str]) -> dict[str, object]:
+    """Set the admission policy's variables (in the order admission.yaml declares them)."""
+    ops: list[dict[str, str]] = []
+    for index, (name, value) in enumerate(values.items()):
+        ops.append({"op": "test", "path": f"/spec/variables/{index}/name", "value": name})
+        ops.append(
+            {"op": "replace", "path": f"/spec/variables/{index}/expression", "value": f"'{value}'"}
+        )
+    return {
+        "target": {"kind": "ValidatingAdmissionPolicy", "name": policy},
+        "patch": json.dumps(ops),
+    }
 
 
 def sample_app_kustomization(directory: Path, refs: Mapping[str, str]) -> Path:

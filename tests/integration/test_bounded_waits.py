@@ -305,3 +305,20 @@ def test_maint_run_retries_the_steps_whose_watches_were_black_holed(stage, proxy
     assert ("switch", "ok") in [(s, o) for s, o, _ in events]
     assert not any(step in ("rollback", "force-restore") for step, _, _ in events), events
     print(f"\n{len(holes)} black-holed requests, {len(retries)} retried steps: {retries}")
+
+
+def test_a_raw_list_whose_body_never_comes_fails_as_unavailable_within_its_bound(
+    proxy, api, namespace
+):
+    """The sweep's raw Service list reads its body itself: a body that stalls after the
+    headers is part of the call (retried, bounded, our error), not a stray urllib3 error."""
+    proxy.inject(Fault.blackhole(after_events=0), when=lambda e: e.path == "/api/v1/services")
+    budget = sum(connection.REQUEST_TIMEOUT)
+    error, elapsed = _bounded(
+        lambda: cluster.list_annotated_services(api, annotation="maint.io/restore-by"),
+        limit=budget + MARGIN + 30,
+    )
+    assert isinstance(error, ClusterUnavailable), repr(error)
+    assert elapsed < budget + MARGIN, f"{elapsed:.1f}s for a {budget:.0f}s budget"
+    lists = [e for e in proxy.audit.all() if e.path == "/api/v1/services"]
+    assert len(lists) >= 2 and all(e.status == 200 for e in lists)  # headers came, retried

@@ -175,7 +175,9 @@ class Fault:
 
         By default the request is swallowed whole (not forwarded, no answer); ``after_apply``
         forwards it first (the change happens, its answer is lost in silence). For a watch,
-        ``after_events`` lets its headers and that many events through, then goes silent."""
+        ``after_events`` lets its headers and that many events through, then goes silent; for
+        a plain request, any ``after_events`` lets its headers through and no byte of the
+        body."""
         return cls(
             kind="blackhole",
             after_apply=after_apply or after_events is not None,
@@ -422,11 +424,15 @@ class _Handler(BaseHTTPRequestHandler):
                 response.read()
                 self._answer_error(exchange, fault.status)
                 return
+            if fault is not None and fault.kind == "blackhole" and not exchange.watch:
+                data = response.read()
+                if fault.answered:  # the headers promise a body that never comes
+                    exchange.status = response.status
+                    self._answer(response.status, response.getheaders(), data, body=False)
+                self._hold(exchange)
+                return
             if fault is not None and fault.kind == "blackhole" and not fault.answered:
-                if exchange.watch:
-                    conn.close()  # a watch never ends on its own: stop it upstream
-                else:
-                    response.read()
+                conn.close()  # a watch never ends on its own: stop it upstream
                 self._hold(exchange)
                 return
             exchange.status = response.status
@@ -449,14 +455,17 @@ class _Handler(BaseHTTPRequestHandler):
             if exchange.finished is None:
                 exchange.finished = time.time()
 
-    def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+    def _answer(
+        self, status: int, headers: list[tuple[str, str]], data: bytes, *, body: bool = True
+    ) -> None:
         self.send_response(status)
         for key, value in headers:
             if key.lower() not in HOP_BY_HOP | OWN_HEADERS:
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if body:
+            self.wfile.write(data)
         self.wfile.flush()
 
     def _answer_error(self, exchange: Exchange, status: int) -> None:

@@ -34,7 +34,7 @@ from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from maint.cluster import convert
 from maint.cluster.calls import RETRIED_STATUS, call, capped, translate
-from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import JobInfo, PodInfo
 from maint.errors import ClusterUnavailable, NotFound, StepTimeout
 
@@ -192,7 +192,7 @@ class _Streams:
                 list_fn,
                 *args,
                 timeout_seconds=chunk,
-                _request_timeout=capped(REQUEST_TIMEOUT, read),
+                _request_timeout=(min(CONNECT_TIMEOUT, read), read),
                 **kwargs,
             )
         except ApiException as e:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from kubernetes.client import BatchV1Api, CoreV1Api
@@ -172,14 +173,35 @@ def test_a_wait_through_a_black_holed_watch_fails_within_its_bound_as_unavailabl
 def test_a_quiet_but_healthy_watch_is_not_mistaken_for_a_dead_one(
     proxy, api, namespace, kubelet, k8s
 ):
-    """No event for a whole wait (the Pod never changes): the server ends each chunk, the read
-    timeout sits above it, and the wait ends as a plain ``StepTimeout``."""
+    """No event for a whole wait longer than a plain request's read timeout (the Pod never
+    changes): each watch reads past its chunk, the server ends it, and the wait ends as a
+    plain ``StepTimeout``, not as "stopped answering"."""
     from maint.errors import StepTimeout
 
-    wait = _pod_wait(api, namespace, kubelet, k8s)
-    error, elapsed = _bounded(wait, limit=WAIT + watching.WATCH_SLACK + MARGIN + 10)
+    wait = connection.READ_TIMEOUT + 5
+    kubelet.never_ready.add("quiet")
+    CoreV1Api(k8s).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "quiet"},
+            "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]},
+        },
+    )
+    error, elapsed = _bounded(
+        lambda: cluster.wait_pod(
+            api, namespace=namespace, name="quiet", done=lambda p: p.ready, timeout=wait, what="x"
+        ),
+        limit=wait + watching.WATCH_SLACK + MARGIN + 10,
+    )
     assert isinstance(error, StepTimeout), repr(error)
-    assert elapsed < WAIT + watching.WATCH_SLACK + MARGIN
+    assert elapsed < wait + watching.WATCH_SLACK + MARGIN
+    watches = [e for e in proxy.audit.all() if e.watch and e.resource == "pods"]
+    # The proxy notes the end of a stream a moment after forwarding it.
+    wait_until(lambda: all(e.finished for e in watches), timeout=5, what="the streams' ends")
+    for exchange in watches:  # each ran its whole chunk: the server ended it, not maint
+        chunk = float(parse_qs(exchange.query)["timeoutSeconds"][0])
+        assert exchange.finished is not None
+        assert exchange.finished - exchange.started >= chunk - 0.5, (str(exchange), chunk)
 
 
 def test_a_plain_get_through_a_black_hole_fails_within_its_request_timeout(

@@ -4,6 +4,11 @@
 5xx, 429 and transport errors are retried a few times, then become ``ClusterUnavailable``.
 Retrying writes is safe because every write maint makes is idempotent or guarded (create
 tolerates 409, delete tolerates 404, selector patches carry a JSON Patch ``test``).
+
+Every call is bounded in time: each attempt carries a (connect, read) timeout (the caller's
+``_request_timeout``, else ``REQUEST_TIMEOUT``), and all attempts and pauses together fit in a
+budget of connect + read seconds (or ``budget``): an API server that accepts connections and
+then answers nothing (a black hole) fails the call within that budget, not four timeouts later.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, TypeVar
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
+from maint.cluster.connection import REQUEST_TIMEOUT
 from maint.errors import (
     ClusterUnavailable,
     Conflict,
@@ -33,24 +39,40 @@ T = TypeVar("T")
 ATTEMPTS = 4
 BASE_DELAY = 0.2  # seconds; doubles each attempt, with full jitter
 RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+MIN_ATTEMPT = 0.5  # seconds: with less of the budget left, no further attempt is made
+
+Timeout = tuple[float, float]
 
 
-def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one API call; ``what`` names it in errors (e.g. ``"get Service shop/web"``)."""
+def call(
+    what: str, fn: Callable[..., T], *args: Any, budget: float | None = None, **kwargs: Any
+) -> T:
+    """Run one API call; ``what`` names it in errors (e.g. ``"get Service shop/web"``).
+
+    ``_request_timeout`` (connect, read) bounds each attempt; ``budget`` (default: connect +
+    read) bounds the whole call, retries and pauses included.
+    """
+    timeout: Timeout = kwargs.pop("_request_timeout", REQUEST_TIMEOUT)
+    give_up = time.monotonic() + (budget if budget is not None else sum(timeout))
     for attempt in range(1, ATTEMPTS + 1):
+        left = give_up - time.monotonic()
         try:
-            return fn(*args, **kwargs)
+            return fn(*args, _request_timeout=capped(timeout, left), **kwargs)
         except ApiException as e:
-            if e.status in RETRIED_STATUS and attempt < ATTEMPTS:
-                _pause(what, attempt, f"HTTP {e.status}")
+            if e.status in RETRIED_STATUS and _again(what, attempt, give_up, f"HTTP {e.status}"):
                 continue
             raise translate(what, e) from e
         except (TransportError, OSError) as e:
-            if attempt < ATTEMPTS:
-                _pause(what, attempt, type(e).__name__)
+            if _again(what, attempt, give_up, type(e).__name__):
                 continue
             raise ClusterUnavailable(f"{what}: API server unreachable ({e})") from e
     raise AssertionError("unreachable")
+
+
+def capped(timeout: Timeout, left: float) -> Timeout:
+    """``timeout`` with neither part longer than ``left`` seconds (but at least MIN_ATTEMPT)."""
+    left = max(MIN_ATTEMPT, left)
+    return (min(timeout[0], left), min(timeout[1], left))
 
 
 def translate(what: str, e: ApiException) -> MaintError:
@@ -83,7 +105,14 @@ def _reason(e: ApiException) -> str:
         return f"HTTP {e.status}: {e.reason}"
 
 
-def _pause(what: str, attempt: int, why: str) -> None:
+def _again(what: str, attempt: int, give_up: float, why: str) -> bool:
+    """Pause before another attempt, if one is left and the budget allows it."""
+    if attempt >= ATTEMPTS:
+        return False
     delay = random.uniform(0, BASE_DELAY * 2 ** (attempt - 1))
+    if give_up - time.monotonic() - delay < MIN_ATTEMPT:
+        log.warning("%s failed (%s); its time budget is spent", what, why)
+        return False
     log.warning("%s failed (%s); retry %d/%d in %.2fs", what, why, attempt, ATTEMPTS - 1, delay)
     time.sleep(delay)
+    return True

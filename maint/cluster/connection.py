@@ -1,7 +1,16 @@
-"""The one place that configures the Kubernetes client; every verb module takes a ``Cluster``."""
+"""The one place that configures the Kubernetes client; every verb module takes a ``Cluster``.
+
+Bounded waits: every request carries a client-side (connect, read) timeout (``calls`` adds
+``REQUEST_TIMEOUT`` when a caller gives none, ``watching`` sizes each watch's read timeout to
+its chunk), urllib3's own silent retries are off (``calls`` retries, with backoff, within a
+time budget), and the client's sockets use TCP keepalive and ``TCP_USER_TIMEOUT`` so a peer
+that vanished without a FIN or RST (an API server failover, a conntrack eviction) is noticed
+by the kernel even on a connection that is idle in the pool.
+"""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +19,40 @@ from kubernetes.config.config_exception import ConfigException
 
 from maint.errors import MaintError
 
-REQUEST_TIMEOUT = (5.0, 30.0)
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection (TCP and TLS) to the API server."""
+READ_TIMEOUT = 15.0
+"""Seconds of silence from the API server, once asked, before a request counts as failed. The
+API server answers in milliseconds; a large list streams, and the timeout is per read."""
+REQUEST_TIMEOUT = (CONNECT_TIMEOUT, READ_TIMEOUT)
 """(connect, read) seconds for every non-watch request: a hung API server must not hang a step."""
+
+KEEPALIVE_IDLE = 10  # seconds idle before the first probe
+KEEPALIVE_INTERVAL = 5  # seconds between probes
+KEEPALIVE_COUNT = 3  # unanswered probes before the connection is dropped
+USER_TIMEOUT_MS = 20_000  # sent data unacknowledged this long: the connection is dropped
+
+
+def socket_options() -> list[tuple[int, int, int]]:
+    """Options for every socket of the client's pool (urllib3 ``socket_options``).
+
+    They replace urllib3's defaults, so its ``TCP_NODELAY`` is repeated here. The per-probe
+    options exist on Linux (and most others); ``TCP_USER_TIMEOUT`` on Linux only.
+    """
+    options = [
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+    ]
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            options.append((socket.IPPROTO_TCP, option, value))
+    return options
 
 
 @dataclass(frozen=True)
@@ -44,6 +85,10 @@ def connect(*, kubeconfig: str | None = None, impersonate: str | None = None) ->
         ) from e
     # One pooled connection per concurrent step (50 Services may switch at once).
     configuration.connection_pool_maxsize = 64
+    configuration.socket_options = socket_options()
+    # urllib3 would otherwise retry a timed-out GET three times on its own, silently
+    # multiplying every timeout by four; ``calls`` retries within a budget instead.
+    configuration.retries = False
     api = client.ApiClient(configuration)
     if impersonate:
         api.set_default_header("Impersonate-User", impersonate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from maint.cluster import convert
 from maint.cluster.calls import call
@@ -44,13 +45,18 @@ def list_annotated_services(cluster: Cluster, *, annotation: str) -> list[Servic
     The forced-restore sweep runs every poll: building client models for every Service in a
     large cluster costs ~1 ms each, while only the few switched ones matter.
     """
-    response = call(
-        "list Services",
-        cluster.core.list_service_for_all_namespaces,
-        _preload_content=False,
-        _request_timeout=REQUEST_TIMEOUT,
-    )
-    items = json.loads(response.data).get("items", [])
+
+    def raw_list(**kwargs: Any) -> bytes:
+        # The body is read here, inside the call: a stall or a cut while it streams is retried
+        # and bounded like any other failure of the request.
+        response = cluster.core.list_service_for_all_namespaces(_preload_content=False, **kwargs)
+        try:
+            return bytes(response.data)
+        finally:
+            response.release_conn()
+
+    body = call("list Services", raw_list, _request_timeout=REQUEST_TIMEOUT)
+    items = json.loads(body).get("items", [])
     return [
         convert.service_from_dict(item)
         for item in items

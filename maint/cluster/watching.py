@@ -6,31 +6,46 @@ the server's timeout). A stream that breaks or ends early (a proxy or the API se
 5xx) is restarted after a jittered, doubling pause, never in a tight loop. ``progress`` is called
 at most every ``PROGRESS_EVERY`` seconds so the CLI can say what it is waiting for. Past the
 deadline: ``StepTimeout``; the object deleted while we wait: ``NotFound``.
+
+Bounded: each watch asks the server to end it after a chunk (``timeout_seconds``, at most
+``WATCH_CHUNK`` and never past the deadline) and reads with a client-side timeout ``WATCH_SLACK``
+above that, so a stream that goes silent without closing (a dropped connection, a black hole)
+is noticed and watched again on a fresh connection. A wait therefore returns or raises at most
+``WATCH_SLACK`` seconds after its deadline. If the API server was not answering when the
+deadline came (the last request timed out or could not connect), the wait raises
+``ClusterUnavailable`` (a step retries it) rather than ``StepTimeout`` (which says the object
+never got there, and rolls a window back before its switch).
 """
 
 from __future__ import annotations
 
+import errno
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import closing
 from typing import Any, TypeVar
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import ProtocolError
+from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from maint.cluster import convert
-from maint.cluster.calls import RETRIED_STATUS, call, translate
-from maint.cluster.connection import Cluster
+from maint.cluster.calls import RETRIED_STATUS, call, capped, translate
+from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import JobInfo, PodInfo
 from maint.errors import ClusterUnavailable, NotFound, StepTimeout
 
 T = TypeVar("T")
 Progress = Callable[[str], None]
 PROGRESS_EVERY = 10.0  # seconds between "still waiting" lines
-WATCH_CHUNK = 30  # seconds per watch request: bounds how long a silently dead stream can hang
+WATCH_CHUNK = 30  # seconds per watch request (the server ends it): a bounded, fresh stream
+WATCH_SLACK = 2.0  # seconds of silence past a chunk's end (or the deadline): the stream is dead
 RESTART_DELAY = 0.2  # seconds before re-watching after an early end; doubles, full jitter
 RESTART_DELAY_MAX = 5.0
+_DEAD = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED})
 
 
 def wait_pod(
@@ -87,37 +102,29 @@ def wait_endpoints(
     progress: Progress | None = None,
 ) -> set[str]:
     """Until ``done(ready Pod names in the Service's EndpointSlices)`` holds."""
-    deadline = time.monotonic() + timeout
+    streams = _Streams(what, deadline=time.monotonic() + timeout, progress=progress)
     slices: dict[str, list[str]] = {}
-    reporter = _Reporter(what, progress)
+    selector = f"kubernetes.io/service-name={service}"
 
     def current() -> set[str]:
         return {pod for pods in slices.values() for pod in pods}
 
-    restarts = _Restarts()
     while True:
-        slices.clear()
+        left = min(sum(REQUEST_TIMEOUT), streams.left() + WATCH_SLACK)
         listed = call(
             f"list EndpointSlices of {namespace}/{service}",
             cluster.discovery.list_namespaced_endpoint_slice,
             namespace,
-            label_selector=f"kubernetes.io/service-name={service}",
+            label_selector=selector,
+            budget=left,
+            _request_timeout=capped(REQUEST_TIMEOUT, left),
         )
-        for item in listed.items:
-            slices[item.metadata.name] = convert.ready_pods(item)
+        slices = {item.metadata.name: convert.ready_pods(item) for item in listed.items}
         if done(current()):
             return current()
-        stream = watch.Watch()
-        chunk, began = _chunk(deadline), time.monotonic()
-        try:
-            for event in _guard(
-                what,
-                stream.stream,
-                cluster.discovery.list_namespaced_endpoint_slice,
-                namespace,
-                label_selector=f"kubernetes.io/service-name={service}",
-                timeout_seconds=chunk,
-            ):
+        list_fn = cluster.discovery.list_namespaced_endpoint_slice
+        with closing(streams.watch(list_fn, namespace, label_selector=selector)) as events:
+            for event in events:
                 obj = event["object"]
                 if event["type"] == "DELETED":
                     slices.pop(obj.metadata.name, None)
@@ -125,17 +132,8 @@ def wait_endpoints(
                     slices[obj.metadata.name] = convert.ready_pods(obj)
                 if done(current()):
                     return current()
-                reporter.tick(deadline)
-        except ApiException as e:
-            if e.status != 410 and e.status not in RETRIED_STATUS:
-                raise translate(what, e) from e
-        except (TransportError, OSError):
-            pass  # the stream broke: list again and watch again
-        finally:
-            stream.stop()
-        reporter.tick(deadline)
-        _check_deadline(what, deadline, detail=f"ready endpoints: {sorted(current()) or 'none'}")
-        restarts.pause(began=began, chunk=chunk, deadline=deadline)
+                streams.tick()
+        streams.next(detail=f"ready endpoints: {sorted(current()) or 'none'}")
 
 
 def _wait_object(
@@ -149,24 +147,13 @@ def _wait_object(
     what: str,
     progress: Progress | None,
 ) -> T:
-    deadline = time.monotonic() + timeout
-    reporter = _Reporter(what, progress)
+    streams = _Streams(what, deadline=time.monotonic() + timeout, progress=progress)
     last: T | None = None
-    selector = f"metadata.name={name}"
-    restarts = _Restarts()
     while True:
-        stream = watch.Watch()
-        chunk, began = _chunk(deadline), time.monotonic()
-        try:
-            # A watch without resourceVersion starts with the current object as ADDED.
-            for event in _guard(
-                what,
-                stream.stream,
-                list_fn,
-                namespace,
-                field_selector=selector,
-                timeout_seconds=chunk,
-            ):
+        # A watch without resourceVersion starts with the current object as ADDED.
+        selector = f"metadata.name={name}"
+        with closing(streams.watch(list_fn, namespace, field_selector=selector)) as events:
+            for event in events:
                 if event["type"] == "DELETED":
                     raise NotFound(f"{namespace}/{name} was deleted while waiting for {what}")
                 if event["type"] not in ("ADDED", "MODIFIED"):
@@ -174,67 +161,81 @@ def _wait_object(
                 last = to_info(event["object"])
                 if done(last):
                     return last
-                reporter.tick(deadline)
+                streams.tick()
+        streams.next(detail=f"last seen: {last}" if last else "never seen")
+
+
+class _Streams:
+    """The watch requests of one wait: each one's chunk and timeouts, the pause before the
+    next, why the last one ended, progress lines and the deadline."""
+
+    def __init__(self, what: str, *, deadline: float, progress: Progress | None) -> None:
+        self.what = what
+        self.deadline = deadline
+        self.progress = progress
+        self.started = self.last_report = time.monotonic()
+        self.early = 0  # streams in a row that ended before their chunk
+        self.chunk, self.began = WATCH_CHUNK, self.started  # of the latest stream
+        self.silent: str | None = None  # why the last request got no answer, if it did not
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def watch(self, list_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Generator[Any]:
+        """The events of one watch request; a stream that breaks or expires just ends."""
+        chunk = max(1, min(WATCH_CHUNK, int(self.left()) + 1))
+        read = min(float(chunk), self.left()) + WATCH_SLACK
+        self.chunk, self.began, self.silent = chunk, time.monotonic(), None
+        stream = watch.Watch()
+        try:
+            yield from stream.stream(
+                list_fn,
+                *args,
+                timeout_seconds=chunk,
+                _request_timeout=(min(CONNECT_TIMEOUT, read), read),
+                **kwargs,
+            )
         except ApiException as e:
             if e.status != 410 and e.status not in RETRIED_STATUS:
-                raise translate(what, e) from e
-        except (TransportError, OSError):
-            pass
+                raise translate(self.what, e) from e
+        except (TransportError, OSError) as e:
+            if _unanswered(e):
+                self.silent = f"no answer within {read:.0f}s: {type(e).__name__}"
         finally:
             stream.stop()
-        reporter.tick(deadline)
-        _check_deadline(what, deadline, detail=f"last seen: {last}" if last else "never seen")
-        restarts.pause(began=began, chunk=chunk, deadline=deadline)
 
-
-def _guard(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    try:
-        return fn(*args, **kwargs)
-    except ApiException as e:
-        if e.status == 410:
-            raise
-        raise translate(what, e) from e
-    except (TransportError, OSError) as e:
-        raise ClusterUnavailable(f"waiting for {what}: {e}") from e
-
-
-def _chunk(deadline: float) -> int:
-    return max(1, min(WATCH_CHUNK, int(deadline - time.monotonic()) + 1))
-
-
-def _check_deadline(what: str, deadline: float, *, detail: str) -> None:
-    if time.monotonic() >= deadline:
-        raise StepTimeout(f"gave up waiting for {what} ({detail})")
-
-
-class _Restarts:
-    """The pause before the next watch: none after a stream that ran its full chunk, a
-    jittered, doubling one after each stream that broke or ended early in a row."""
-
-    def __init__(self) -> None:
-        self.early = 0
-
-    def pause(self, *, began: float, chunk: int, deadline: float) -> None:
-        if time.monotonic() - began >= 0.9 * chunk:  # the server's timeout ended it
+    def next(self, *, detail: str) -> None:
+        """After a stream ended: raise past the deadline, else pause if it ended early."""
+        self.tick()
+        if time.monotonic() >= self.deadline:
+            if self.silent is not None:
+                raise ClusterUnavailable(
+                    f"waiting for {self.what}: the API server stopped answering "
+                    f"({self.silent}; {detail})"
+                )
+            raise StepTimeout(f"gave up waiting for {self.what} ({detail})")
+        if time.monotonic() - self.began >= 0.9 * self.chunk:  # the server's timeout ended it
             self.early = 0
             return
         self.early += 1
         cap = min(RESTART_DELAY_MAX, RESTART_DELAY * 2 ** (self.early - 1))
-        time.sleep(max(0.0, min(random.uniform(0, cap), deadline - time.monotonic())))
+        time.sleep(min(random.uniform(0, cap), self.left()))
 
-
-class _Reporter:
-    def __init__(self, what: str, progress: Progress | None) -> None:
-        self.what = what
-        self.progress = progress
-        self.started = time.monotonic()
-        self.last = self.started
-
-    def tick(self, deadline: float) -> None:
+    def tick(self) -> None:
         now = time.monotonic()
-        if self.progress is not None and now - self.last >= PROGRESS_EVERY:
-            self.last = now
+        if self.progress is not None and now - self.last_report >= PROGRESS_EVERY:
+            self.last_report = now
             self.progress(
                 f"waiting for {self.what}: {now - self.started:.0f}s, "
-                f"{max(0.0, deadline - now):.0f}s left"
+                f"{max(0.0, self.deadline - now):.0f}s left"
             )
+
+
+def _unanswered(error: BaseException) -> bool:
+    """The request timed out or never connected (not: the server cut a stream it was sending)."""
+    if isinstance(error, (TransportTimeout, TimeoutError)):
+        return True
+    if isinstance(error, ProtocolError):
+        reasons = [a for a in error.args if isinstance(a, OSError)]
+        return any(isinstance(a, TimeoutError) or a.errno in _DEAD for a in reasons)
+    return isinstance(error, OSError) and error.errno in _DEAD

@@ -3,8 +3,11 @@
 ``ApiProxy`` is a plain-HTTP listener on 127.0.0.1 that forwards every request to the real API
 server over TLS with the admin token, so a ``maint`` process pointed at it (``kubeconfig``)
 talks to the real control plane. Rules decide per request whether to answer an error instead
-(500, 409, before or after the request took effect), to answer slowly, or to break a watch
-stream part-way (cut the connection, or end it early and cleanly). Every request is recorded
+(500, 409, before or after the request took effect), to answer slowly, to break a watch
+stream part-way (cut the connection, or end it early and cleanly), or to black-hole it: stop
+answering without closing the connection, as a network partition, an API server that died
+without a FIN or an evicted conntrack entry do (for a plain request, or for a watch after its
+first events). Every request is recorded
 in an ``Audit`` with its label (one proxy per ``maint`` process tells the processes apart),
 its times and what was injected. Two hooks see every mutating request: ``before_forward``
 before it goes upstream and ``before_answer`` once it has been applied, before the answer
@@ -139,11 +142,12 @@ class Audit:
 class Fault:
     """What to do to one request. Build with the class methods."""
 
-    kind: str  # "status" | "delay" | "cut" | "end"
+    kind: str  # "status" | "delay" | "cut" | "end" | "blackhole"
     status: int = 500
     after_apply: bool = False
     seconds: float = 0.0
     after_events: int = 0
+    answered: bool = False  # blackhole: the watch's headers (and after_events events) get out
 
     @classmethod
     def error(cls, status: int = 500, *, after_apply: bool = False) -> Fault:
@@ -165,9 +169,29 @@ class Fault:
         """End the stream cleanly after ``after_events`` events, long before its timeout."""
         return cls(kind="end", after_events=after_events)
 
+    @classmethod
+    def blackhole(cls, *, after_apply: bool = False, after_events: int | None = None) -> Fault:
+        """Send nothing more and keep the connection open until the client gives up.
+
+        By default the request is swallowed whole (not forwarded, no answer); ``after_apply``
+        forwards it first (the change happens, its answer is lost in silence). For a watch,
+        ``after_events`` lets its headers and that many events through, then goes silent; for
+        a plain request, any ``after_events`` lets its headers through and no byte of the
+        body."""
+        return cls(
+            kind="blackhole",
+            after_apply=after_apply or after_events is not None,
+            after_events=after_events or 0,
+            answered=after_events is not None,
+        )
+
     def describe(self) -> str:
         if self.kind == "status":
             return f"{self.status}{' after apply' if self.after_apply else ''}"
+        if self.kind == "blackhole":
+            if self.answered:
+                return f"blackhole watch after {self.after_events} event(s)"
+            return f"blackhole{' after apply' if self.after_apply else ''}"
         if self.kind == "delay":
             return f"delay {self.seconds:.2f}s"
         return f"{self.kind} watch after {self.after_events} event(s)"
@@ -235,6 +259,7 @@ class ApiProxy:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
         self._clients: set[socket.socket] = set()
+        self._stopped = threading.Event()
 
     # lifecycle
     def start(self) -> ApiProxy:
@@ -242,6 +267,7 @@ class ApiProxy:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()  # black-holed requests let go of their clients
         self._server.shutdown()
         self._server.server_close()
         with self._lock:
@@ -363,6 +389,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and fault.kind == "status" and not fault.after_apply:
                 self._answer_error(exchange, fault.status)
                 return
+            if fault is not None and fault.kind == "blackhole" and not fault.after_apply:
+                self._hold(exchange)
+                return
             hook = proxy.before_forward
             if exchange.mutating and hook is not None and not hook(exchange):
                 exchange.fault = exchange.fault or "dropped before forwarding"
@@ -395,6 +424,17 @@ class _Handler(BaseHTTPRequestHandler):
                 response.read()
                 self._answer_error(exchange, fault.status)
                 return
+            if fault is not None and fault.kind == "blackhole" and not exchange.watch:
+                data = response.read()
+                if fault.answered:  # the headers promise a body that never comes
+                    exchange.status = response.status
+                    self._answer(response.status, response.getheaders(), data, body=False)
+                self._hold(exchange)
+                return
+            if fault is not None and fault.kind == "blackhole" and not fault.answered:
+                conn.close()  # a watch never ends on its own: stop it upstream
+                self._hold(exchange)
+                return
             exchange.status = response.status
             hook = proxy.before_answer
             if exchange.mutating and hook is not None and not hook(exchange):
@@ -415,14 +455,17 @@ class _Handler(BaseHTTPRequestHandler):
             if exchange.finished is None:
                 exchange.finished = time.time()
 
-    def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+    def _answer(
+        self, status: int, headers: list[tuple[str, str]], data: bytes, *, body: bool = True
+    ) -> None:
         self.send_response(status)
         for key, value in headers:
             if key.lower() not in HOP_BY_HOP | OWN_HEADERS:
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if body:
+            self.wfile.write(data)
         self.wfile.flush()
 
     def _answer_error(self, exchange: Exchange, status: int) -> None:
@@ -446,6 +489,23 @@ class _Handler(BaseHTTPRequestHandler):
         }
         exchange.status = status
         self._answer(status, [("Content-Type", "application/json")], json.dumps(body).encode())
+
+    def _hold(self, exchange: Exchange) -> None:
+        """The black hole: send nothing, swallow whatever the client sends, keep the connection
+        open until the client closes it (its timeout) or the proxy stops. ``finished`` is when
+        the client gave up."""
+        client = self.connection
+        proxy = self.server.proxy
+        while not proxy._stopped.is_set():
+            try:
+                readable, _, _ = select.select([client], [], [], 0.1)
+                if readable and not client.recv(65536):
+                    break
+            except (OSError, ValueError):
+                break
+        if exchange.finished is None:
+            exchange.finished = time.time()
+        self.close_connection = True
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -473,7 +533,8 @@ class _Handler(BaseHTTPRequestHandler):
             target=self._watch_client, args=(conn, exchange, done, wake_r), daemon=True
         )
         watcher.start()
-        limit = fault.after_events if fault is not None and fault.kind in ("cut", "end") else None
+        partial = fault is not None and (fault.kind in ("cut", "end") or fault.answered)
+        limit = fault.after_events if fault is not None and partial else None
         events = 0
         try:
             while True:
@@ -489,9 +550,16 @@ class _Handler(BaseHTTPRequestHandler):
                         if fault is not None and fault.kind == "cut":
                             self._drop()
                             return
+                        if fault is not None and fault.kind == "blackhole":
+                            conn.close()
+                            self._hold(exchange)
+                            return
                         break
                 else:
                     self._chunk(data)
+            if fault is not None and fault.kind == "blackhole":  # silent, even past its end
+                self._hold(exchange)
+                return
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         finally:

@@ -11,6 +11,7 @@ images in containerd). Needs root (chroot), gcc, Go or a cached executor, skopeo
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -18,9 +19,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -97,18 +100,22 @@ def unpacked(tmp_path: Path) -> Path:
 
 
 # A container's view: the host's /dev and /proc in the image's root, in a private mount
-# namespace so the binds vanish with the process.
-_ENTER = (
-    'mkdir -p "$0/dev" "$0/proc" && mount --rbind /dev "$0/dev" && mount --rbind /proc "$0/proc"'
-    ' && exec "$@"'
-)
+# namespace so the binds vanish with the process. With ``own_pids``, a PID namespace of its own
+# and a fresh /proc (what Kaniko checks to see it is in a container).
+_ENTER = 'mkdir -p "$0/dev" "$0/proc" && mount --rbind /dev "$0/dev" && {proc} && exec "$@"'
+_HOST_PROC = 'mount --rbind /proc "$0/proc"'
+_OWN_PROC = 'mount -t proc proc "$0/proc"'
 
 
-def _chroot(root: Path, user: str, argv: list[str], env: dict[str, str]) -> list[str]:
+def _chroot(
+    root: Path, user: str, argv: list[str], env: dict[str, str], *, own_pids: bool = False
+) -> list[str]:
     """``argv`` run in ``root`` as ``user`` with exactly the environment ``env``."""
     variables = [f"{k}={v}" for k, v in env.items()]
     chroot = ["/usr/sbin/chroot", f"--userspec={user}", str(root), *argv]
-    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _ENTER, str(root),
+    enter = _ENTER.format(proc=_OWN_PROC if own_pids else _HOST_PROC)
+    namespaces = ["--mount", "--propagation", "private"] + (["--pid", "--fork"] if own_pids else [])
+    return ["unshare", *namespaces, "/bin/sh", "-c", enter, str(root),
             "/usr/bin/env", "-i", *variables, *chroot]  # fmt: skip
 
 
@@ -187,50 +194,34 @@ def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} never answered")
 
 
-def test_nginx_base_serves_maints_page_as_uid_101_with_the_page_dockerfile_layout(
-    built: Built, unpacked: Path
-) -> None:
-    image = _layout(built, "nginx")
-    config = _config(image)
-    assert config["User"] == "101"
-    assert config["ExposedPorts"] == {"8080/tcp": {}}
-    oci.unpack(image, unpacked)
-    port = _free_port()
+def _page_context(built: Built, port: int) -> dict[str, bytes]:
     context = render(
         SAMPLE_NOTICE, ports=[port], zone=ZoneInfo("UTC"), base_image=built.refs["nginx"]
     )
-    # Apply the rendered Dockerfile's COPY lines as Kaniko does: every target must exist or be
-    # creatable in this base, and nothing else may be needed.
-    dockerfile = context.files["Dockerfile"].decode()
-    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
-    assert copies, dockerfile
-    for *sources, target in copies:
-        for source in sources:
-            destination = unpacked / target.lstrip("/")
-            if target.endswith("/"):
-                assert destination.is_dir(), f"{target} is missing in the base"
-                destination = destination / source
-            destination.write_bytes(context.files[source])
-    assert "USER 101" in dockerfile
-    # The page Pod's shape: read-only root, /tmp an empty writable folder, UID 101, no caps.
-    tmp = unpacked / "tmp"
+    return dict(context.files)
+
+
+def _serves_the_page(root: Path, config: dict[str, object], port: int, page: bytes) -> None:
+    """Run the image's Cmd in ``root`` as the page Pod does (UID 101, only /tmp written) and
+    check the answers: 503 with the page on any path, 200 on /healthz, logs on stdout."""
+    tmp = root / "tmp"
     assert tmp.is_dir() and not any(tmp.iterdir())
     command = [*config["Cmd"]]  # type: ignore[misc]
     # nginx reopens /dev/stdout and /dev/stderr: as runc does, hand UID 101 stdio it owns.
-    logs = {name: unpacked.parent / f"nginx.{name}" for name in ("stdout", "stderr")}
+    logs = {name: root.parent / f"nginx.{name}" for name in ("stdout", "stderr")}
     for log in logs.values():
         log.touch()
         os.chown(log, 101, 101)
     with logs["stdout"].open("wb") as stdout, logs["stderr"].open("wb") as stderr:
         process = subprocess.Popen(
-            _chroot(unpacked, "101:101", command, _image_env(config)), stdout=stdout, stderr=stderr
+            _chroot(root, "101:101", command, _image_env(config)), stdout=stdout, stderr=stderr
         )
     try:
         _wait_for(f"http://127.0.0.1:{port}/healthz", process)
         status, headers, body = _get(f"http://127.0.0.1:{port}/any/path")
         assert status == 503
         assert headers["Retry-After"] == "Sat, 28 Nov 2026 13:30:00 GMT"
-        assert body == context.files["index.html"]
+        assert body == page
         status, _, _ = _get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         owners = subprocess.run(
@@ -246,6 +237,77 @@ def test_nginx_base_serves_maints_page_as_uid_101_with_the_page_dockerfile_layou
     assert process.returncode == 0, logs["stderr"].read_text()
     assert "GET /any/path" in logs["stdout"].read_text()  # the access log goes to stdout
     assert {p.name for p in tmp.iterdir()} <= {f"{k}_temp" for k in TEMP_KINDS}
+
+
+def test_nginx_base_serves_maints_page_as_uid_101_with_the_page_dockerfile_layout(
+    built: Built, unpacked: Path
+) -> None:
+    image = _layout(built, "nginx")
+    config = _config(image)
+    assert config["User"] == "101"
+    assert config["ExposedPorts"] == {"8080/tcp": {}}
+    oci.unpack(image, unpacked)
+    port = _free_port()
+    files = _page_context(built, port)
+    # Apply the rendered Dockerfile's COPY lines by hand: every target must exist in this base.
+    dockerfile = files["Dockerfile"].decode()
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert copies, dockerfile
+    for *sources, target in copies:
+        for source in sources:
+            destination = unpacked / target.lstrip("/")
+            if target.endswith("/"):
+                assert destination.is_dir(), f"{target} is missing in the base"
+                destination = destination / source
+            destination.write_bytes(files[source])
+    _serves_the_page(unpacked, config, port, files["index.html"])
+
+
+def test_kaniko_image_builds_maints_page_from_the_nginx_base_and_the_result_serves_it(
+    built: Built, tmp_path: Path
+) -> None:
+    """Kaniko v1.24.0 runs from its image under chroot (private mount and PID namespaces stand
+    in for the container), with the arguments maint's Kaniko Job passes."""
+    kaniko = _layout(built, "kaniko")
+    config = _config(kaniko)
+    root = tmp_path / "kaniko"
+    oci.unpack(kaniko, root)
+    port = _free_port()
+    files = _page_context(built, port)
+    (root / "ctx").mkdir()
+    with tarfile.open(root / "ctx" / "context.tar.gz", mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    destination = f"{built.registry.host}/maint-page:t{uuid.uuid4().hex[:8]}"
+    args = [
+        "--context=tar:///ctx/context.tar.gz", "--dockerfile=Dockerfile",
+        f"--destination={destination}", "--digest-file=/ctx/digest", "--cache=false",
+        "--log-format=text", "--insecure", "--insecure-pull", "--skip-tls-verify",
+        "--skip-tls-verify-pull",
+    ]  # fmt: skip
+    command = [*config["Entrypoint"], *args]  # type: ignore[misc]
+    argv = _chroot(root, "0:0", command, _image_env(config), own_pids=True)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b[" not in result.stdout + result.stderr  # --log-format=text: no colours
+    digest = (root / "ctx" / "digest").read_text().strip()
+    layout = tmp_path / "page-oci"
+    copied = subprocess.run(
+        [
+            "skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+            f"docker://{destination.rsplit(':', 1)[0]}@{digest}", f"oci:{layout}:page",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    page = oci.read_image(layout)
+    page_config = _config(page)
+    assert page_config["User"] == "101"
+    page_root = tmp_path / "page"
+    oci.unpack(page, page_root)
+    _serves_the_page(page_root, page_config, port, files["index.html"])
 
 
 def test_maint_image_adds_a_notice_and_runs_a_pass_against_the_real_control_plane(

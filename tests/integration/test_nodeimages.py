@@ -18,7 +18,9 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -310,6 +312,25 @@ def test_kaniko_image_builds_maints_page_from_the_nginx_base_and_the_result_serv
     _serves_the_page(page_root, page_config, port, files["index.html"])
 
 
+def _pyc_state(root: Path) -> tuple[int, list[str]]:
+    """(number of .py files with a .pyc, those whose .pyc records another mtime or size)."""
+    compiled, stale = 0, []
+    for folder in ("usr/lib/python3.11", recipes.SITE.lstrip("/")):
+        for source in (root / folder).rglob("*.py"):
+            pyc = (
+                source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+            )
+            if not pyc.exists():
+                continue
+            compiled += 1
+            header = pyc.read_bytes()[:16]
+            flags, mtime, size = struct.unpack("<III", header[4:16])
+            info = source.stat()
+            if flags == 0 and (mtime, size) != (int(info.st_mtime), info.st_size & 0xFFFFFFFF):
+                stale.append(str(source.relative_to(root)))
+    return compiled, stale
+
+
 def test_maint_image_adds_a_notice_and_runs_a_pass_against_the_real_control_plane(
     built: Built, unpacked: Path, control_plane: ControlPlane
 ) -> None:
@@ -320,6 +341,10 @@ def test_maint_image_adds_a_notice_and_runs_a_pass_against_the_real_control_plan
     assert config == recipes.dockerfile_runtime(REPO / "Dockerfile")
     oci.unpack(image, unpacked)
     assert not (unpacked / "usr/bin/pip").exists() and not (unpacked / "usr/bin/gcc").exists()
+    # Every module is precompiled and its .pyc still valid for the source as unpacked: the root
+    # is read-only, so a stale one would mean compiling everything again on each start.
+    compiled, stale = _pyc_state(unpacked)
+    assert compiled > 3000 and stale == [], stale[:5]
     tmp = unpacked / "tmp"
     kubeconfig = json.loads(control_plane.kubeconfig.read_text())
     cluster = kubeconfig["clusters"][0]["cluster"]

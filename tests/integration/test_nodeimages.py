@@ -126,6 +126,16 @@ def _image_env(config: dict[str, object]) -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
+def _tag_digest(registry: OciRegistryServer, repository: str, tag: str) -> str:
+    request = urllib.request.Request(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.headers["Docker-Content-Digest"])
+
+
 def test_build_writes_digest_refs_the_registry_serves_and_a_rerun_changes_nothing(
     built: Built, tmp_path: Path
 ) -> None:
@@ -138,6 +148,8 @@ def test_build_writes_digest_refs_the_registry_serves_and_a_rerun_changes_nothin
         assert match, ref
         assert built.registry.has_manifest(match[1], match[2]), ref
         assert _layout(built, name).manifest_digest == match[2]
+        # manifests/overlays/local names the same image by the tag `local`.
+        assert _tag_digest(built.registry, match[1], "local") == match[2]
     again = tmp_path / "again.json"
     start = time.monotonic()
     result = _build(host, again)

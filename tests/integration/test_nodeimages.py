@@ -11,16 +11,21 @@ images in containerd). Needs root (chroot), gcc, Go or a cached executor, skopeo
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -97,24 +102,38 @@ def unpacked(tmp_path: Path) -> Path:
 
 
 # A container's view: the host's /dev and /proc in the image's root, in a private mount
-# namespace so the binds vanish with the process.
-_ENTER = (
-    'mkdir -p "$0/dev" "$0/proc" && mount --rbind /dev "$0/dev" && mount --rbind /proc "$0/proc"'
-    ' && exec "$@"'
-)
+# namespace so the binds vanish with the process. With ``own_pids``, a PID namespace of its own
+# and a fresh /proc (what Kaniko checks to see it is in a container).
+_ENTER = 'mkdir -p "$0/dev" "$0/proc" && mount --rbind /dev "$0/dev" && {proc} && exec "$@"'
+_HOST_PROC = 'mount --rbind /proc "$0/proc"'
+_OWN_PROC = 'mount -t proc proc "$0/proc"'
 
 
-def _chroot(root: Path, user: str, argv: list[str], env: dict[str, str]) -> list[str]:
+def _chroot(
+    root: Path, user: str, argv: list[str], env: dict[str, str], *, own_pids: bool = False
+) -> list[str]:
     """``argv`` run in ``root`` as ``user`` with exactly the environment ``env``."""
     variables = [f"{k}={v}" for k, v in env.items()]
     chroot = ["/usr/sbin/chroot", f"--userspec={user}", str(root), *argv]
-    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _ENTER, str(root),
+    enter = _ENTER.format(proc=_OWN_PROC if own_pids else _HOST_PROC)
+    namespaces = ["--mount", "--propagation", "private"] + (["--pid", "--fork"] if own_pids else [])
+    return ["unshare", *namespaces, "/bin/sh", "-c", enter, str(root),
             "/usr/bin/env", "-i", *variables, *chroot]  # fmt: skip
 
 
 def _image_env(config: dict[str, object]) -> dict[str, str]:
     pairs = [str(e).split("=", 1) for e in config.get("Env", []) or []]  # type: ignore[union-attr]
     return {k: v for k, v in pairs}
+
+
+def _tag_digest(registry: OciRegistryServer, repository: str, tag: str) -> str:
+    request = urllib.request.Request(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.headers["Docker-Content-Digest"])
 
 
 def test_build_writes_digest_refs_the_registry_serves_and_a_rerun_changes_nothing(
@@ -129,6 +148,8 @@ def test_build_writes_digest_refs_the_registry_serves_and_a_rerun_changes_nothin
         assert match, ref
         assert built.registry.has_manifest(match[1], match[2]), ref
         assert _layout(built, name).manifest_digest == match[2]
+        # manifests/overlays/local names the same image by the tag `local`.
+        assert _tag_digest(built.registry, match[1], "local") == match[2]
     again = tmp_path / "again.json"
     start = time.monotonic()
     result = _build(host, again)
@@ -187,50 +208,34 @@ def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} never answered")
 
 
-def test_nginx_base_serves_maints_page_as_uid_101_with_the_page_dockerfile_layout(
-    built: Built, unpacked: Path
-) -> None:
-    image = _layout(built, "nginx")
-    config = _config(image)
-    assert config["User"] == "101"
-    assert config["ExposedPorts"] == {"8080/tcp": {}}
-    oci.unpack(image, unpacked)
-    port = _free_port()
+def _page_context(built: Built, port: int) -> dict[str, bytes]:
     context = render(
         SAMPLE_NOTICE, ports=[port], zone=ZoneInfo("UTC"), base_image=built.refs["nginx"]
     )
-    # Apply the rendered Dockerfile's COPY lines as Kaniko does: every target must exist or be
-    # creatable in this base, and nothing else may be needed.
-    dockerfile = context.files["Dockerfile"].decode()
-    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
-    assert copies, dockerfile
-    for *sources, target in copies:
-        for source in sources:
-            destination = unpacked / target.lstrip("/")
-            if target.endswith("/"):
-                assert destination.is_dir(), f"{target} is missing in the base"
-                destination = destination / source
-            destination.write_bytes(context.files[source])
-    assert "USER 101" in dockerfile
-    # The page Pod's shape: read-only root, /tmp an empty writable folder, UID 101, no caps.
-    tmp = unpacked / "tmp"
+    return dict(context.files)
+
+
+def _serves_the_page(root: Path, config: dict[str, object], port: int, page: bytes) -> None:
+    """Run the image's Cmd in ``root`` as the page Pod does (UID 101, only /tmp written) and
+    check the answers: 503 with the page on any path, 200 on /healthz, logs on stdout."""
+    tmp = root / "tmp"
     assert tmp.is_dir() and not any(tmp.iterdir())
     command = [*config["Cmd"]]  # type: ignore[misc]
     # nginx reopens /dev/stdout and /dev/stderr: as runc does, hand UID 101 stdio it owns.
-    logs = {name: unpacked.parent / f"nginx.{name}" for name in ("stdout", "stderr")}
+    logs = {name: root.parent / f"nginx.{name}" for name in ("stdout", "stderr")}
     for log in logs.values():
         log.touch()
         os.chown(log, 101, 101)
     with logs["stdout"].open("wb") as stdout, logs["stderr"].open("wb") as stderr:
         process = subprocess.Popen(
-            _chroot(unpacked, "101:101", command, _image_env(config)), stdout=stdout, stderr=stderr
+            _chroot(root, "101:101", command, _image_env(config)), stdout=stdout, stderr=stderr
         )
     try:
         _wait_for(f"http://127.0.0.1:{port}/healthz", process)
         status, headers, body = _get(f"http://127.0.0.1:{port}/any/path")
         assert status == 503
         assert headers["Retry-After"] == "Sat, 28 Nov 2026 13:30:00 GMT"
-        assert body == context.files["index.html"]
+        assert body == page
         status, _, _ = _get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         owners = subprocess.run(
@@ -248,6 +253,96 @@ def test_nginx_base_serves_maints_page_as_uid_101_with_the_page_dockerfile_layou
     assert {p.name for p in tmp.iterdir()} <= {f"{k}_temp" for k in TEMP_KINDS}
 
 
+def test_nginx_base_serves_maints_page_as_uid_101_with_the_page_dockerfile_layout(
+    built: Built, unpacked: Path
+) -> None:
+    image = _layout(built, "nginx")
+    config = _config(image)
+    assert config["User"] == "101"
+    assert config["ExposedPorts"] == {"8080/tcp": {}}
+    oci.unpack(image, unpacked)
+    port = _free_port()
+    files = _page_context(built, port)
+    # Apply the rendered Dockerfile's COPY lines by hand: every target must exist in this base.
+    dockerfile = files["Dockerfile"].decode()
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert copies, dockerfile
+    for *sources, target in copies:
+        for source in sources:
+            destination = unpacked / target.lstrip("/")
+            if target.endswith("/"):
+                assert destination.is_dir(), f"{target} is missing in the base"
+                destination = destination / source
+            destination.write_bytes(files[source])
+    _serves_the_page(unpacked, config, port, files["index.html"])
+
+
+def test_kaniko_image_builds_maints_page_from_the_nginx_base_and_the_result_serves_it(
+    built: Built, tmp_path: Path
+) -> None:
+    """Kaniko v1.24.0 runs from its image under chroot (private mount and PID namespaces stand
+    in for the container), with the arguments maint's Kaniko Job passes."""
+    kaniko = _layout(built, "kaniko")
+    config = _config(kaniko)
+    root = tmp_path / "kaniko"
+    oci.unpack(kaniko, root)
+    port = _free_port()
+    files = _page_context(built, port)
+    (root / "ctx").mkdir()
+    with tarfile.open(root / "ctx" / "context.tar.gz", mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    destination = f"{built.registry.host}/maint-page:t{uuid.uuid4().hex[:8]}"
+    args = [
+        "--context=tar:///ctx/context.tar.gz", "--dockerfile=Dockerfile",
+        f"--destination={destination}", "--digest-file=/ctx/digest", "--cache=false",
+        "--log-format=text", "--insecure", "--insecure-pull", "--skip-tls-verify",
+        "--skip-tls-verify-pull",
+    ]  # fmt: skip
+    command = [*config["Entrypoint"], *args]  # type: ignore[misc]
+    argv = _chroot(root, "0:0", command, _image_env(config), own_pids=True)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b[" not in result.stdout + result.stderr  # --log-format=text: no colours
+    digest = (root / "ctx" / "digest").read_text().strip()
+    layout = tmp_path / "page-oci"
+    copied = subprocess.run(
+        [
+            "skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+            f"docker://{destination.rsplit(':', 1)[0]}@{digest}", f"oci:{layout}:page",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    page = oci.read_image(layout)
+    page_config = _config(page)
+    assert page_config["User"] == "101"
+    page_root = tmp_path / "page"
+    oci.unpack(page, page_root)
+    _serves_the_page(page_root, page_config, port, files["index.html"])
+
+
+def _pyc_state(root: Path) -> tuple[int, list[str]]:
+    """(number of .py files with a .pyc, those whose .pyc records another mtime or size)."""
+    compiled, stale = 0, []
+    for folder in ("usr/lib/python3.11", recipes.SITE.lstrip("/")):
+        for source in (root / folder).rglob("*.py"):
+            pyc = (
+                source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+            )
+            if not pyc.exists():
+                continue
+            compiled += 1
+            header = pyc.read_bytes()[:16]
+            flags, mtime, size = struct.unpack("<III", header[4:16])
+            info = source.stat()
+            if flags == 0 and (mtime, size) != (int(info.st_mtime), info.st_size & 0xFFFFFFFF):
+                stale.append(str(source.relative_to(root)))
+    return compiled, stale
+
+
 def test_maint_image_adds_a_notice_and_runs_a_pass_against_the_real_control_plane(
     built: Built, unpacked: Path, control_plane: ControlPlane
 ) -> None:
@@ -258,6 +353,10 @@ def test_maint_image_adds_a_notice_and_runs_a_pass_against_the_real_control_plan
     assert config == recipes.dockerfile_runtime(REPO / "Dockerfile")
     oci.unpack(image, unpacked)
     assert not (unpacked / "usr/bin/pip").exists() and not (unpacked / "usr/bin/gcc").exists()
+    # Every module is precompiled and its .pyc still valid for the source as unpacked: the root
+    # is read-only, so a stale one would mean compiling everything again on each start.
+    compiled, stale = _pyc_state(unpacked)
+    assert compiled > 3000 and stale == [], stale[:5]
     tmp = unpacked / "tmp"
     kubeconfig = json.loads(control_plane.kubeconfig.read_text())
     cluster = kubeconfig["clusters"][0]["cluster"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Kaniko executor (upstream v1.24.0, the version the Go module proxy still serves) once
-# and print its path. Cached in $MAINT_CACHE_DIR/kaniko/<version>/executor (default ~/.cache/maint).
+# and print its path. Cached in $MAINT_CACHE_DIR/kaniko/<version>/executor (default ~/.cache/maint);
+# KANIKO_EXECUTOR naming an executable uses that one instead and builds nothing.
 #
 # `go install …@v1.24.0` does not work here: it reads `@v/list`, which the proxy answers with 403
 # for this archived module. So: `go mod download` the module, copy it out of the read-only module
@@ -10,6 +11,10 @@ version=v1.24.0
 module=github.com/GoogleContainerTools/kaniko
 cache="${MAINT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/maint}"
 out="$cache/kaniko/$version"
+if [ -n "${KANIKO_EXECUTOR:-}" ]; then  # a binary of your own: used as it is
+  [ -x "$KANIKO_EXECUTOR" ] || { echo "kaniko: KANIKO_EXECUTOR=$KANIKO_EXECUTOR is not executable" >&2; exit 2; }
+  echo "kaniko: using KANIKO_EXECUTOR=$KANIKO_EXECUTOR" >&2; echo "$KANIKO_EXECUTOR"; exit 0
+fi
 if [ -x "$out/executor" ]; then
   echo "kaniko: cached in $out/executor" >&2; echo "$out/executor"; exit 0
 fi

@@ -1,7 +1,7 @@
 """OCI image layouts from folders on disk: reproducible layers, no Docker, no base image.
 
-A layer is a folder turned into a gzip tar with fixed timestamps and sorted entries, so the same
-folder always gives the same digest (the image cache and the registry both rely on it). File
+A layer is a folder turned into a gzip tar with fixed timestamps (Python sources keep theirs, for
+their .pyc files) and sorted entries, so the same folder always gives the same digest. File
 owners come from a map of path prefixes to ``(uid, gid)``; everything else belongs to root.
 """
 
@@ -76,7 +76,10 @@ def _tarinfo(root: Path, name: str, owners: Mapping[str, tuple[int, int]]) -> ta
     info = tarfile.TarInfo(name)
     mode = path.lstat().st_mode
     info.mode = stat.S_IMODE(mode)
-    info.mtime = 0
+    # Fixed timestamps keep layers reproducible, except on Python sources: a .pyc is only used
+    # when its source's mtime matches, and a read-only image could never rewrite a stale one
+    # (every start would compile the whole standard library and maint's dependencies again).
+    info.mtime = int(path.lstat().st_mtime) if name.endswith(".py") else 0
     info.uid, info.gid = _owner(name, owners)
     if stat.S_ISLNK(mode):
         info.type = tarfile.SYMTYPE

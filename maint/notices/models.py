@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 TITLE_MAX = 200
 REASON_MAX = 4000
+ZONE_MAX = 64
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -69,6 +70,8 @@ class NoticeRow(Base):
     start_at: Mapped[datetime] = mapped_column(UTCDateTime())
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # IANA zone name or fixed offset the page shows times in; NULL: the display default.
+    display_zone: Mapped[str | None] = mapped_column(String(ZONE_MAX), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Moved by every operator intent: ``max(updated_at)`` is the scheduler's change marker.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -140,6 +140,7 @@ class NoticeStore:
                 maintenance=new.maintenance,
                 start_at=new.start,
                 end_at=new.end,
+                display_zone=new.display_zone,
                 created_at=now,
                 updated_at=now,
             )
@@ -732,4 +733,5 @@ def _notice(row: NoticeRow) -> Notice:
         updated_at=row.updated_at,
         cancelled_at=row.cancelled_at,
         targets=tuple(_target(t) for t in row.targets),
+        display_zone=row.display_zone,
     )

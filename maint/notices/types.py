@@ -75,6 +75,8 @@ class NewNotice:
     start: datetime
     end: datetime
     targets: tuple[ServiceRef, ...]
+    # An IANA name (``Asia/Seoul``) or a fixed offset (``+09:00``); None: the display default.
+    display_zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class Notice:
     updated_at: datetime
     cancelled_at: datetime | None = None
     targets: tuple[Target, ...] = field(default=())
+    # The zone the page shows times in, as in ``NewNotice``; None: MAINT_DISPLAY_TIMEZONE.
+    display_zone: str | None = None
 
     def state(self, now: datetime) -> str:
         """The notice's state, derived from its targets (or the clock for announcements)."""

@@ -10,9 +10,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maint.errors import Forbidden, InvalidInput
-from maint.notices.models import REASON_MAX, TITLE_MAX
+from maint.notices.models import REASON_MAX, TITLE_MAX, ZONE_MAX
 from maint.notices.types import NewNotice, ServiceRef
 from maint.settings import Settings
 
@@ -35,6 +36,36 @@ def parse_time(value: str, *, what: str) -> datetime:
             f"{what} {value!r} has no UTC offset; add one, e.g. {text}+09:00 or {text}Z"
         )
     return parsed.astimezone(UTC)
+
+
+def parse_zone(value: str) -> str:
+    """``--timezone``: an IANA zone name known to this machine's tz database, as given."""
+    name = value.strip()
+    check_text(name, what="--timezone")
+    hint = "use an IANA name like Asia/Seoul or Europe/Berlin"
+    if not name or len(name) > ZONE_MAX:
+        raise InvalidInput(f"--timezone {value!r} is not a time zone; {hint}")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"--timezone {value!r} is not a known time zone; {hint}") from None
+    return name
+
+
+def written_zone(value: str) -> str | None:
+    """The offset ``--start`` was written with (``+09:00``), or None if it was UTC.
+
+    ``Z`` and ``+00:00`` say nothing about the reader (they are how scripts write UTC), so
+    such a notice shows times in ``MAINT_DISPLAY_TIMEZONE``, like one written before zones
+    were kept. Seconds in an offset are dropped: no zone in use has them.
+    """
+    offset = datetime.fromisoformat(value.strip().replace("z", "Z")).utcoffset()
+    if offset is None or not offset:
+        return None
+    minutes = int(offset.total_seconds() / 60)
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{rest:02d}"
 
 
 def check_text(value: str, *, what: str, allowed: str = "") -> None:
@@ -67,10 +98,13 @@ def new_notice(
     now: datetime,
     start_tolerance: timedelta,
     namespaces: NamespacePolicy | None = None,
+    timezone: str | None = None,
 ) -> NewNotice:
     """Validate every field; the first problem found is raised and nothing is written.
 
     ``namespaces``: refuse targets outside the allowlist or in a namespace refused always.
+    ``timezone``: the IANA zone the page shows times in; without it, the offset ``start`` was
+    written with (unless UTC, see ``written_zone``).
     """
     title = title.strip()
     reason = reason.strip()
@@ -87,6 +121,7 @@ def new_notice(
     if lang not in LANGS:
         raise InvalidInput(f"--lang {lang!r} is not supported; use one of {', '.join(LANGS)}")
     start_at = parse_time(start, what="--start")
+    display_zone = parse_zone(timezone) if timezone is not None else written_zone(start)
     end_at = parse_time(end, what="--end")
     if end_at <= start_at:
         raise InvalidInput(f"--end {end} must be after --start {start}")
@@ -113,6 +148,7 @@ def new_notice(
         start=start_at,
         end=end_at,
         targets=refs,
+        display_zone=display_zone,
     )
 
 

@@ -10,16 +10,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from maint.page.script import SCRIPT_FILE
+
 SUPPORTED_LANGS: tuple[str, ...] = ("ko", "en")
 """Languages the page has texts for; a notice's ``lang`` picks the primary one."""
 
-CONTEXT_FILES: tuple[str, ...] = ("Dockerfile", "index.html", "index.json", "nginx.conf")
+CONTEXT_FILES: tuple[str, ...] = tuple(
+    sorted(("Dockerfile", "index.html", "index.json", "nginx.conf", SCRIPT_FILE))
+)
 """The files of every build context, in the order the tarball holds them."""
 
 
 @dataclass(frozen=True)
 class PageNotice:
-    """The parts of a maintenance notice the page shows. Times are timezone-aware (UTC)."""
+    """The parts of a maintenance notice the page shows. Times are timezone-aware (UTC).
+
+    ``display_zone``: the notice's own zone, an IANA name (``Asia/Seoul``) or a fixed offset
+    (``+09:00``); None shows times in the renderer's default zone (MAINT_DISPLAY_TIMEZONE).
+    """
 
     notice_id: int
     title: str
@@ -27,6 +35,7 @@ class PageNotice:
     lang: str
     start: datetime
     end: datetime
+    display_zone: str | None = None
 
 
 @dataclass(frozen=True)

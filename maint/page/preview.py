@@ -18,6 +18,7 @@ from maint.errors import InvalidInput
 from maint.page import rules
 from maint.page.model import BuildContext
 from maint.page.rules import Answer
+from maint.page.script import SCRIPT_FILE, SCRIPT_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class PageResponder:
         try:
             self._html = context.files[rules.HTML_FILE]
             self._json = context.files[rules.JSON_FILE]
+            self._script = context.files[SCRIPT_FILE]
             retry_after = str(json.loads(self._json)["retry_after"])
         except (KeyError, ValueError, TypeError) as e:
             raise InvalidInput(
@@ -42,6 +44,9 @@ class PageResponder:
         if rules.is_health_path(target):
             status, content_type, body = 200, rules.HEALTH_TYPE, rules.HEALTH_BODY.encode()
             extra = rules.health_headers()
+        elif rules.is_script_path(target) and method in ("GET", "HEAD"):
+            status, content_type, body = 200, SCRIPT_TYPE, self._script
+            extra = rules.script_headers()
         elif rules.chosen_file(accept) == rules.JSON_FILE:
             status, content_type, body = rules.MAINTENANCE_STATUS, rules.JSON_TYPE, self._json
             extra = self._page_headers

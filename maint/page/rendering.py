@@ -23,7 +23,9 @@ import jinja2
 from maint.errors import InvalidInput
 from maint.page import rules
 from maint.page.model import SUPPORTED_LANGS, BuildContext, PageNotice
+from maint.page.script import SCRIPT_BYTES, SCRIPT_FILE, SCRIPT_TYPE
 from maint.page.texts import TEXTS
+from maint.page.zones import DisplayZone, resolve
 
 IMAGE_DOCROOT = "/usr/share/nginx/html"
 """Where the base image's nginx serves files from; the Dockerfile copies the page there."""
@@ -55,9 +57,13 @@ class _Moment:
 def render(
     notice: PageNotice, *, ports: Sequence[int], zone: ZoneInfo, base_image: str
 ) -> BuildContext:
-    """The build context for ``notice``: nginx on every port in ``ports`` serving the page."""
+    """The build context for ``notice``: nginx on every port in ``ports`` serving the page.
+
+    Times are shown in the notice's own zone, or in ``zone`` if it has none.
+    """
     checked_ports = _checked_ports(ports)
     _check_notice(notice)
+    shown = resolve(notice.display_zone, default=zone, start=notice.start, end=notice.end)
     if not _IMAGE_REFERENCE.fullmatch(base_image):
         raise InvalidInput(f"base image {base_image!r} is not an image reference (repo:tag)")
     retry_after = rules.http_date(notice.end)
@@ -69,12 +75,14 @@ def render(
         base_image=base_image,
         ports=checked_ports,
         docroot=IMAGE_DOCROOT,
+        script_file=SCRIPT_FILE,
     )
     files = {
         "Dockerfile": dockerfile.encode(),
-        rules.HTML_FILE: _render_html(notice, zone=zone),
+        rules.HTML_FILE: _render_html(notice, zone=shown),
         rules.JSON_FILE: _render_json(notice, retry_after=retry_after),
         "nginx.conf": nginx_conf.encode(),
+        SCRIPT_FILE: SCRIPT_BYTES,
     }
     return BuildContext(files=MappingProxyType(files), ports=checked_ports)
 
@@ -100,6 +108,9 @@ def render_nginx_conf(*, ports: Sequence[int], retry_after: str, docroot: str, r
         default_file=rules.HTML_FILE,
         page_headers=rules.page_headers(retry_after=retry_after),
         health_headers=rules.health_headers(),
+        script_file=SCRIPT_FILE,
+        script_type=SCRIPT_TYPE,
+        script_headers=rules.script_headers(),
         health_path=rules.HEALTH_PATH,
         health_body=rules.HEALTH_BODY,
         html_file=rules.HTML_FILE,
@@ -108,7 +119,7 @@ def render_nginx_conf(*, ports: Sequence[int], retry_after: str, docroot: str, r
     )
 
 
-def _render_html(notice: PageNotice, *, zone: ZoneInfo) -> bytes:
+def _render_html(notice: PageNotice, *, zone: DisplayZone) -> bytes:
     other = next(lang for lang in SUPPORTED_LANGS if lang != notice.lang)
     html = _template("page.html.j2").render(
         title=notice.title,
@@ -117,7 +128,8 @@ def _render_html(notice: PageNotice, *, zone: ZoneInfo) -> bytes:
         secondary=TEXTS[other],
         start=_moment(notice.start, zone=zone),
         end=_moment(notice.end, zone=zone),
-        zone_name=zone.key,
+        zone_name=zone.label,
+        script_src="/" + SCRIPT_FILE,
     )
     return html.encode()
 
@@ -143,8 +155,8 @@ def _iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def _moment(moment: datetime, *, zone: ZoneInfo) -> _Moment:
-    local = moment.astimezone(zone)
+def _moment(moment: datetime, *, zone: DisplayZone) -> _Moment:
+    local = moment.astimezone(zone.tz)
     return _Moment(iso=_iso_utc(moment), display=local.strftime("%Y-%m-%d %H:%M (%Z)"))
 
 

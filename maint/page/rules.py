@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import unquote
 
+from maint.page.script import SCRIPT_CACHE_CONTROL, SCRIPT_FILE
+
 MAINTENANCE_STATUS = 503
 HEALTH_PATH = "/healthz"
 HEALTH_BODY = "ok\n"
@@ -21,6 +23,8 @@ JSON_FILE = "index.json"
 HTML_TYPE = "text/html; charset=utf-8"
 JSON_TYPE = "application/json"
 HEALTH_TYPE = "text/plain; charset=utf-8"
+MARKER_HEADER = "X-Maint-Page"
+"""On every 503 page answer: the reload script tells maint's page from the app's own 503."""
 
 ACCEPT_RULES: tuple[tuple[str, str], ...] = (
     ("text/html", HTML_FILE),
@@ -34,11 +38,12 @@ q-values in a ``map``, so neither server does: first match wins in both.
 """
 
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    "base-uri 'none'; form-action 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
 )
-"""The page is self-contained: inline CSS and data: images only, never a script. Should an
-escaping bug ever let markup through, the browser still runs nothing."""
+"""Inline CSS and data: images; the one script is a file of the image (``'self'``) that may
+fetch the page's own origin. Never inline script: should an escaping bug ever let markup
+through, the browser still runs nothing that maint did not ship."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,13 @@ def page_headers(*, retry_after: str) -> tuple[tuple[str, str], ...]:
         ("Vary", "Accept"),
         ("X-Content-Type-Options", "nosniff"),
         ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+        (MARKER_HEADER, "maintenance"),
     )
+
+
+def script_headers() -> tuple[tuple[str, str], ...]:
+    """Headers of the reload script's answer (200), besides ``Content-Type``."""
+    return (("Cache-Control", SCRIPT_CACHE_CONTROL), ("X-Content-Type-Options", "nosniff"))
 
 
 def health_headers() -> tuple[tuple[str, str], ...]:
@@ -85,12 +96,20 @@ def chosen_file(accept: str | None) -> str:
 
 
 _SLASHES = re.compile(r"/{2,}")
+SCRIPT_PATH = "/" + SCRIPT_FILE
+
+
+def _location_path(target: str) -> str:
+    # nginx ignores the query, decodes percent-escapes and merges slashes before matching.
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    return _SLASHES.sub("/", unquote(path))
 
 
 def is_health_path(target: str) -> bool:
-    """Whether a request target is ``/healthz`` as nginx's exact-match location sees it.
+    """Whether a request target is ``/healthz`` as nginx's exact-match location sees it."""
+    return _location_path(target) == HEALTH_PATH
 
-    nginx ignores the query, decodes percent-escapes and merges slashes before matching.
-    """
-    path = target.split("?", 1)[0].split("#", 1)[0]
-    return _SLASHES.sub("/", unquote(path)) == HEALTH_PATH
+
+def is_script_path(target: str) -> bool:
+    """Whether a request target is the reload script as nginx's exact-match location sees it."""
+    return _location_path(target) == SCRIPT_PATH

@@ -6,15 +6,21 @@ nginx runs as a plain process with the config from ``render_nginx_conf`` (see
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from maint.page import SCRIPT_FILE, render
 from tests.support.fixtures_nginx import NginxPage, nginx_serving
 from tests.support.page_cases import (
     CASES,
     SAMPLE_JSON,
+    SAMPLE_NOTICE,
     SAMPLE_RETRY_AFTER,
     PageCase,
     check,
@@ -82,3 +88,35 @@ def test_nginx_answers_page_and_healthz_on_every_port(
     for url in page.urls:
         check(GET_PAGE, fetch(url, GET_PAGE), CONTEXT)
         check(GET_HEALTH, fetch(url, GET_HEALTH), CONTEXT)
+
+
+def test_nginx_serves_the_reload_script_the_page_references_under_its_csp(
+    served: NginxPage,
+) -> None:
+    page = fetch(served.url, GET_PAGE)
+    csp = page.header("Content-Security-Policy")
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self'"  # no 'unsafe-inline', no other origin
+    assert directives["connect-src"] == "'self'"  # the script re-checks the page's own URL
+    assert "unsafe-inline" not in directives["script-src"]
+    assert "unsafe-eval" not in csp
+    sources = re.findall(r'<script src="([^"]+)"', page.body.decode())
+    assert sources == [f"/{SCRIPT_FILE}"]
+    assert "<script>" not in page.body.decode()  # nothing inline
+    script = fetch(served.url, PageCase("script", "GET", sources[0], "script"))
+    assert script.status == 200
+    assert script.header("Content-Type") == "text/javascript"
+    assert script.header("X-Content-Type-Options") == "nosniff"
+    assert script.body == CONTEXT.files[SCRIPT_FILE]
+
+
+def test_nginx_page_shows_the_notices_own_zone(nginx: Callable[..., NginxPage]) -> None:
+    notice = dataclasses.replace(
+        SAMPLE_NOTICE,
+        start=datetime(2026, 12, 23, 17, 0, tzinfo=UTC),
+        end=datetime(2026, 12, 23, 19, 0, tzinfo=UTC),
+        display_zone="+09:00",
+    )
+    context = render(notice, ports=[8080], zone=ZoneInfo("UTC"), base_image="nginx:1.27")
+    body = fetch(nginx(context).url, GET_PAGE).body.decode()
+    assert "2026-12-24 02:00 (+09:00)" in body and "UTC+09:00" in body

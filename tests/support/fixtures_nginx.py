@@ -29,7 +29,7 @@ from tests.support.require import binary
 
 STARTUP_DEADLINE = 10.0  # seconds; nginx starts in well under one
 STOP_DEADLINE = 5.0
-PAGE_FILES = ("index.html", "index.json")
+NOT_SERVED = frozenset({"Dockerfile", "nginx.conf"})  # build files; the rest go in the docroot
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def nginx_serving(context: BuildContext, *, port_count: int = 1) -> Iterator[Ngi
         docroot, rundir = prefix / "html", prefix / "run"
         docroot.mkdir(mode=0o755)
         rundir.mkdir(mode=0o755)
-        for name in PAGE_FILES:
+        for name in sorted(set(context.files) - NOT_SERVED):
             (docroot / name).write_bytes(context.files[name])
             (docroot / name).chmod(0o644)
         ports = _free_ports(port_count)

@@ -18,7 +18,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from maint.page import BuildContext, PageNotice, make_server, render
+from maint.page import SCRIPT_FILE, BuildContext, PageNotice, make_server, render
 
 HOSTILE_REASON = 'DB upgrade <script>alert(1)</script> & "quotes"\n두 번째 줄'
 
@@ -40,9 +40,10 @@ SAMPLE_JSON = {
     "retry_after": SAMPLE_RETRY_AFTER,
 }
 PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-    "base-uri 'none'; form-action 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
 )
+SCRIPT_PATH = "/" + SCRIPT_FILE
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 # Headers both servers must send; Server, Date, Connection, Last-Modified may differ.
@@ -54,6 +55,7 @@ COMPARED_HEADERS = (
     "vary",
     "x-content-type-options",
     "content-security-policy",
+    "x-maint-page",
 )
 
 
@@ -73,7 +75,7 @@ class PageCase:
     name: str
     method: str
     target: str
-    expect: Literal["html", "json", "health"]
+    expect: Literal["html", "json", "health", "script"]
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
 
@@ -128,6 +130,12 @@ CASES: tuple[PageCase, ...] = (
     PageCase("healthz-post-answers-200", "POST", "/healthz", "health", body=b"x"),
     PageCase("healthz-with-trailing-slash-gets-page", "GET", "/healthz/", "html"),
     PageCase("healthz-prefix-gets-page", "GET", "/healthzz", "html"),
+    PageCase("script-is-served", "GET", SCRIPT_PATH, "script"),
+    PageCase("script-ignores-query", "GET", SCRIPT_PATH + "?v=1", "script"),
+    PageCase("script-head-has-no-body", "HEAD", SCRIPT_PATH, "script"),
+    PageCase("script-post-gets-page", "POST", SCRIPT_PATH, "html", body=b"x"),
+    PageCase("script-prefix-gets-page", "GET", SCRIPT_PATH + "x", "html"),
+    PageCase("script-with-merged-slashes", "GET", "/" + SCRIPT_PATH, "script"),
 )
 
 
@@ -173,12 +181,23 @@ def check(case: PageCase, reply: Reply, context: BuildContext) -> None:
         assert reply.header("Cache-Control") == "no-store"
         assert reply.body == (b"ok\n" if case.has_body else b"")
         return
+    if case.expect == "script":
+        script = context.files[SCRIPT_FILE]
+        assert reply.status == 200
+        assert reply.header("Content-Type") == "text/javascript"
+        assert reply.header("Cache-Control") == "public, max-age=31536000, immutable"
+        assert reply.header("X-Content-Type-Options") == "nosniff"
+        assert reply.header("Content-Length") == str(len(script))
+        assert reply.body == (script if case.has_body else b"")
+        assert "x-maint-page" not in {name for name, _ in reply.headers}
+        return
     assert reply.status == 503
     assert reply.header("Retry-After") == json.loads(context.files["index.json"])["retry_after"]
     assert reply.header("Cache-Control") == "no-store"
     assert reply.header("Vary") == "Accept"
     assert reply.header("X-Content-Type-Options") == "nosniff"
     assert reply.header("Content-Security-Policy") == PAGE_CSP
+    assert reply.header("X-Maint-Page") == "maintenance"
     if case.expect == "json":
         expected_type, file = "application/json", context.files["index.json"]
     else:

@@ -17,6 +17,7 @@ import pytest
 
 from maint.errors import InvalidInput
 from maint.page import (
+    SCRIPT_FILE,
     SUPPORTED_LANGS,
     BuildContext,
     PageNotice,
@@ -52,8 +53,15 @@ def page_of(context: BuildContext) -> str:
 # --- the build context -------------------------------------------------------------------
 
 
-def test_context_holds_exactly_the_four_build_files() -> None:
-    assert set(sample_context().files) == {"index.html", "index.json", "nginx.conf", "Dockerfile"}
+def test_context_holds_exactly_the_five_build_files() -> None:
+    assert set(sample_context().files) == {
+        "index.html",
+        "index.json",
+        "nginx.conf",
+        "Dockerfile",
+        SCRIPT_FILE,
+    }
+    assert re.fullmatch(r"maint-reload-[0-9a-f]{10}\.js", SCRIPT_FILE)
 
 
 def test_ports_are_sorted_and_deduplicated() -> None:
@@ -138,10 +146,14 @@ def test_page_declares_language_viewport_and_noindex() -> None:
     assert '<meta charset="utf-8">' in page
 
 
-def test_page_is_self_contained() -> None:
+def test_page_loads_nothing_but_its_own_reload_script() -> None:
     page = page_of(sample_context())
+    end = "2026-11-28T13:30:00+00:00"
+    script = f'<script src="/{SCRIPT_FILE}" data-end="{end}" defer></script>'
+    assert page.count("<script") == 1 and script in page
+    without = page.replace(script, "")
     for external in ("http://", "https://", "<link", "<script", "src=", "@import", "url("):
-        assert external not in page
+        assert external not in without
 
 
 def test_page_shows_start_and_end_in_display_zone() -> None:
@@ -300,7 +312,7 @@ def test_dockerfile_only_copies_files_onto_the_base_image() -> None:
     assert instructions == [
         f"FROM {BASE_IMAGE}",
         "COPY nginx.conf /etc/nginx/nginx.conf",
-        "COPY index.html index.json /usr/share/nginx/html/",
+        f"COPY index.html index.json {SCRIPT_FILE} /usr/share/nginx/html/",
         "EXPOSE 8080 8081",
         "USER 101",
     ]

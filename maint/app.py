@@ -161,6 +161,7 @@ class App:
         lang: str,
         maintenance: bool,
         allow: Sequence[str] = (),
+        timezone: str | None = None,
     ) -> Notice:
         """Register a notice; a target the preflight blocks is refused unless ``allow`` names
         each blocking check."""
@@ -177,6 +178,7 @@ class App:
             now=now,
             start_tolerance=timedelta(seconds=self.settings.start_tolerance),
             namespaces=namespace_policy(self.settings),
+            timezone=timezone,
         )
         if maintenance:
             for ref in new.targets:
@@ -285,6 +287,7 @@ class App:
                 lang=notice.lang,
                 start=notice.start,
                 end=notice.end,
+                display_zone=notice.display_zone,
             ),
             ports=ports,
             zone=self.settings.zone(),
@@ -338,6 +341,7 @@ def notice_json(
         "maintenance": notice.maintenance,
         "start": notice.start.isoformat(),
         "end": notice.end.isoformat(),
+        "display_zone": notice.display_zone,
         "state": notice.state(now),
         "cancelled_at": notice.cancelled_at.isoformat() if notice.cancelled_at else None,
         "targets": [

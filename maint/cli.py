@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--end", required=True, help="ISO 8601 with offset")
     add.add_argument("--target", action="append", default=[], metavar="NAMESPACE/SERVICE")
     add.add_argument("--lang", default="ko", choices=page.SUPPORTED_LANGS)
+    add.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA zone the page shows times in (default: the offset of --start, "
+        "or MAINT_DISPLAY_TIMEZONE if that is Z/+00:00)",
+    )
     add.add_argument("--no-maintenance", action="store_true", help="announcement only")
     add.add_argument(
         "--allow",
@@ -311,6 +317,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             lang=args.lang,
             maintenance=not args.no_maintenance,
             allow=args.allow,
+            timezone=args.timezone,
         )
         if args.output == "json":
             print(dumps(notice_json(notice, now=now)))
@@ -333,6 +340,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
         print(
             f"  window  {notice.start.isoformat()} .. {notice.end.isoformat()}  lang={notice.lang}"
         )
+        print(f"  zone    {_printable(notice.display_zone or '-')} (page times)")
         reason = _printable(notice.reason, keep="\n\t").replace("\n", "\n          ")
         print(f"  reason  {reason}")
         for t in notice.targets:

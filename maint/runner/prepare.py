@@ -123,6 +123,7 @@ class Preparing:
             lang=item.notice.lang,
             start=item.notice.start,
             end=item.notice.end,
+            display_zone=item.notice.display_zone,
         )
         numbers = [p.number for p in ports]
         context = page.render(

@@ -97,8 +97,11 @@ def test_a_running_maint_brings_a_deleted_page_pod_back_within_a_poll_interval(s
     poll = float(FAST_SETTINGS["poll_interval"])
     notice = stage.add(start_in=4, length=60)
     run = stage.run("maint")
+    # Active, and the switch step over (it waits for the EndpointSlices to list the page Pod):
+    # a Pod deleted while that step still runs is only seen by the next observe, after it.
     wait_until(
-        lambda: stage.notice(notice.id).targets[0].state is TargetState.ACTIVE,
+        lambda: stage.notice(notice.id).targets[0].state is TargetState.ACTIVE
+        and any(e.step == "endpoints" for e in stage.events(notice.id)),
         timeout=40,
         what=f"the window to be active\n{run.tail()}",
         interval=0.2,

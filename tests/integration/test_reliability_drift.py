@@ -100,8 +100,10 @@ def test_a_running_maint_brings_a_deleted_page_pod_back_within_a_poll_interval(s
     # Active, and the switch step over (it waits for the EndpointSlices to list the page Pod):
     # a Pod deleted while that step still runs is only seen by the next observe, after it.
     wait_until(
-        lambda: stage.notice(notice.id).targets[0].state is TargetState.ACTIVE
-        and any(e.step == "endpoints" for e in stage.events(notice.id)),
+        lambda: (
+            stage.notice(notice.id).targets[0].state is TargetState.ACTIVE
+            and any(e.step == "endpoints" for e in stage.events(notice.id))
+        ),
         timeout=40,
         what=f"the window to be active\n{run.tail()}",
         interval=0.2,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import node_host
+from tests.support import node_deploy, node_host, node_probe
 from tests.support.fixtures_k8s import control_plane_assets
 from tests.support.node import Node, missing_prerequisites
 from tests.support.require import missing
@@ -49,6 +49,28 @@ def node() -> Iterator[Node]:
         node_host.compare(running.before, node_host.HostSnapshot.take()) if running.before else []
     )
     assert not left, f"the node left host changes behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def node_images(node: Node) -> dict[str, str]:
+    """The images of tools/nodeimages/build.sh in the node's registry, by digest."""
+    return node_deploy.build_images(node)
+
+
+@pytest.fixture(scope="session")
+def maint_deployed(node: Node, node_images: dict[str, str]) -> Node:
+    """maint as its own Deployment (``kubectl apply -k manifests/overlays/local``)."""
+    node_deploy.deploy_maint(node, node_images)
+    return node
+
+
+@pytest.fixture(scope="session")
+def sample_app(node: Node, node_images: dict[str, str]) -> str:
+    """shop/web answering 200 on its ClusterIP (from the host, on fresh connections)."""
+    node_deploy.deploy_sample_app(node, node_images)
+    address = node_deploy.cluster_ip(node, "shop", "web")
+    node_probe.wait_for_status(address, 80, 200)
+    return address
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

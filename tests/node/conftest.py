@@ -59,22 +59,25 @@ def node_images(node: Node) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def maint_deployed(node: Node, node_images: dict[str, str]) -> Node:
-    """maint as its own Deployment (``kubectl apply -k manifests/overlays/local``)."""
-    node_deploy.deploy_maint(node, node_images)
+    """maint as its own Deployment (``kubectl apply -k`` of manifests/overlays/local) and the
+    sample app (manifests/sample-app), both rolled out."""
+    node_deploy.deploy(node, node_images)
     return node
 
 
 @pytest.fixture(scope="session")
-def sample_app(node: Node, node_images: dict[str, str]) -> str:
-    """shop/web answering 200 on its ClusterIP (from the host, on fresh connections)."""
-    node_deploy.deploy_sample_app(node, node_images)
-    address = node_deploy.cluster_ip(node, "shop", "web")
+def sample_app(maint_deployed: Node) -> str:
+    """shop/web's ClusterIP, answering 200 from the host on fresh connections."""
+    address = node_deploy.cluster_ip(maint_deployed, "shop", "web")
     node_probe.wait_for_status(address, 80, 200)
     return address
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marker ``node``; the host check first, because it runs a node of its own and two nodes
+    cannot share the bridge: it must be done before the session's node starts."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.node)
+    items.sort(key=lambda item: Path(str(item.fspath)) != here / "test_host.py")

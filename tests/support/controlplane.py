@@ -529,7 +529,7 @@ class _ImpersonatingApiClient(ApiClient):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def running_control_plane(assets: Path, **options: float) -> Iterator[ControlPlane]:
+def running_control_plane(assets: Path, **options: Any) -> Iterator[ControlPlane]:
     """``with running_control_plane(path) as cp:`` for scripts and benchmarks."""
     with ControlPlane(assets, **options) as control_plane:
         yield control_plane

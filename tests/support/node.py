@@ -49,7 +49,16 @@ NODE_IP = "10.88.0.1"
 POD_SUBNET = "10.88.0.0/24"
 REGISTRY_PORT = 5000
 GUARD_CHAIN = "MAINT-NODE-GUARD"
-CONTROLLERS = ("node-lifecycle-controller", "root-ca-certificate-publisher-controller")
+#: What a real node adds to the control plane's controllers: Ready/taints of the node, the
+#: kube-root-ca.crt ConfigMap Pods' tokens mount, and PersistentVolumeClaim binding (maint's
+#: SQLite file lives on a claim bound to a PersistentVolume).
+CONTROLLERS = (
+    "node-lifecycle-controller",
+    "root-ca-certificate-publisher-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+)
 
 
 class NodeError(RuntimeError):

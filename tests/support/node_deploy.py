@@ -1,9 +1,10 @@
 """maint and the sample app on the real node, deployed as an operator would: ``kubectl apply -k``.
 
 The images come from ``tools/nodeimages/build.sh`` (pause, nginx-unprivileged-like, Kaniko,
-maint; cached, so a warm run only pushes) as ``host:port/repo@sha256:…``. A kustomization in a
-temp folder takes ``manifests/overlays/local`` (or ``manifests/sample-app``) as its base and
-only pins those digests, so what is applied is the overlay itself.
+maint; cached, so a warm run only pushes) as ``host:port/repo@sha256:…``;
+``tools.nodeimages.overlay`` writes kustomizations that take ``manifests/overlays/local`` and
+``manifests/sample-app`` as their bases and only pin those digests and maint's data folder, so
+what is applied is the overlay itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
+import sys
 from pathlib import Path
 
 from tests.support.node import Node
@@ -21,7 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(
     os.environ.get("MAINT_NODEIMAGES_BUILD") or REPO / "tools" / "nodeimages" / "build.sh"
 )
-SAMPLE_APP_IMAGE = "kind-registry:5000/nginxinc/nginx-unprivileged"  # as manifests/sample-app says
+#: The checkout that holds that script (and its ``tools.nodeimages.overlay``).
+TOOLS_REPO = BUILD_SCRIPT.resolve().parents[2]
+MAINT_UID = 10001  # the Dockerfile's and the manifests' user
+MAINT_DATA = "maint-data"  # under the node's folder: survives a restart of the maint Pod
 
 
 def build_images(node: Node) -> dict[str, str]:
@@ -40,46 +44,50 @@ def build_images(node: Node) -> dict[str, str]:
     return refs
 
 
-def _image_entry(name: str, reference: str) -> str:
-    repository, digest = reference.split("@", 1)
-    return f"  - name: {name}\n    newName: {repository}\n    digest: {digest}\n"
-
-
-def apply_kustomization(node: Node, base: Path, images: dict[str, str], extra: str = "") -> None:
-    """``kubectl apply -k`` of a kustomization whose only resource is ``base``, digests pinned."""
-    with tempfile.TemporaryDirectory(prefix="maint-kustomize-") as folder:
-        text = (
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            # kustomize refuses an absolute base; a relative one may leave the folder.
-            f"resources:\n  - {os.path.relpath(base, folder)}\nimages:\n"
-            + "".join(_image_entry(name, ref) for name, ref in images.items())
-            + extra
-        )
-        (Path(folder) / "kustomization.yaml").write_text(text)
-        node.kubectl("apply", "-k", folder)
-
-
-LOCAL_OVERLAY = REPO / "manifests" / "overlays" / "local"
-
-
-def deploy_maint(node: Node, refs: dict[str, str]) -> None:
-    """maint from ``manifests/overlays/local``, rolled out; Kaniko and the page's base by digest."""
-    if not (LOCAL_OVERLAY / "kustomization.yaml").exists():
-        raise AssertionError(f"{LOCAL_OVERLAY} is missing (the real node's overlay)")
-    settings = (
-        "configMapGenerator:\n  - name: maint-settings\n    namespace: maint-system\n"
-        "    behavior: merge\n    literals:\n"
-        f"      - MAINT_KANIKO_IMAGE={refs['kaniko']}\n"
-        f"      - MAINT_BASE_IMAGE={refs['nginx']}\n"
+def _kustomizations(node: Node, refs: dict[str, str]) -> Path:
+    """``tools.nodeimages.overlay``: kustomizations (``maint/``, ``sample-app/``) over
+    ``manifests/overlays/local`` and ``manifests/sample-app`` that pin these digests."""
+    images, out, data = node.workdir / "images.json", node.workdir / "kustomize", MAINT_DATA
+    images.write_text(json.dumps(refs))
+    # The SQLite folder behind maint's PersistentVolume, on the node, owned by maint's UID.
+    (node.workdir / data).mkdir(exist_ok=True)
+    os.chown(node.workdir / data, MAINT_UID, MAINT_UID)
+    command = [sys.executable, "-m", "tools.nodeimages.overlay", "--images", str(images)]
+    command += ["--data", str(node.workdir / data), "--out", str(out)]
+    result = subprocess.run(
+        command,
+        cwd=TOOLS_REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    apply_kustomization(node, LOCAL_OVERLAY, {"maint": refs["maint"]}, settings)
-    node.kubectl("-n", "maint-system", "rollout", "status", "deploy/maint", "--timeout=300s")
+    if result.returncode != 0:
+        raise AssertionError(f"tools.nodeimages.overlay failed: {result.stderr.strip()}")
+    return out
 
 
-def deploy_sample_app(node: Node, refs: dict[str, str]) -> None:
-    """shop/web (two nginx replicas behind a Service), rolled out."""
-    apply_kustomization(node, REPO / "manifests" / "sample-app", {SAMPLE_APP_IMAGE: refs["nginx"]})
-    node.kubectl("-n", "shop", "rollout", "status", "deploy/web", "--timeout=180s")
+def deploy(node: Node, refs: dict[str, str]) -> None:
+    """maint (``manifests/overlays/local``) and the sample app, applied and rolled out."""
+    out = _kustomizations(node, refs)
+    node.kubectl("apply", "-k", str(out / "maint"))
+    node.kubectl("apply", "-k", str(out / "sample-app"))
+    try:
+        node.kubectl("-n", "maint-system", "rollout", "status", "deploy/maint", "--timeout=240s")
+        node.kubectl("-n", "shop", "rollout", "status", "deploy/web", "--timeout=180s")
+    except (AssertionError, subprocess.TimeoutExpired) as error:
+        raise AssertionError(f"{error}\n{describe(node)}") from None
+
+
+def describe(node: Node) -> str:
+    """Pods, claims and the latest events of every namespace: why a rollout did not finish."""
+    return "\n".join(
+        node.kubectl(*args)
+        for args in (
+            ("get", "pods,pvc,pv", "-A", "-o", "wide"),
+            ("get", "events", "-A", "--sort-by=.lastTimestamp"),
+        )
+    )[-6000:]
 
 
 def maint(node: Node, *args: str) -> str:

@@ -107,7 +107,7 @@ def mounts() -> frozenset[str]:
 
 def cgroups() -> frozenset[str]:
     """Top-level cgroup folders of every v1 hierarchy and the unified one."""
-    found = set()
+    found: set[str] = set()
     for hierarchy in CGROUP_ROOT.iterdir():
         with contextlib.suppress(OSError):
             found.update(str(child) for child in hierarchy.iterdir() if child.is_dir())

@@ -98,7 +98,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _write_pki(directory: Path) -> _Pki:
+def _write_pki(directory: Path, address: str = "127.0.0.1") -> _Pki:
     """A throw-away CA, a serving certificate for the API server and the service-account keys.
 
     ECDSA for TLS because it is generated in microseconds; RSA for service-account tokens
@@ -141,7 +141,7 @@ def _write_pki(directory: Path) -> _Pki:
     serving_key = ec.generate_private_key(ec.SECP256R1())
     service_ip = next(ipaddress.IPv4Network(SERVICE_CLUSTER_IP_RANGE).hosts())
     names: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        *{x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", address)},
         x509.IPAddress(service_ip),
         x509.DNSName("localhost"),
         x509.DNSName("kubernetes"),
@@ -224,8 +224,18 @@ class ControlPlane:
         *,
         start_timeout: float = 90.0,
         stop_timeout: float = 10.0,
+        address: str = "127.0.0.1",
+        extra_controllers: Sequence[str] = (),
+        extra_apiserver_args: Sequence[str] = (),
+        extra_controller_manager_args: Sequence[str] = (),
     ) -> None:
+        """``address``: where the API server listens and what it advertises (a real node's Pods
+        need one they can reach, not loopback); the ``extra_*`` options add to the defaults."""
         self.assets = Path(assets)
+        self.address = address
+        self.extra_controllers = tuple(extra_controllers)
+        self.extra_apiserver_args = tuple(extra_apiserver_args)
+        self.extra_controller_manager_args = tuple(extra_controller_manager_args)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.token = secrets.token_hex(24)
@@ -263,7 +273,7 @@ class ControlPlane:
         if absent:
             raise ControlPlaneError(f"{self.assets} lacks {', '.join(absent)}")
         began = time.monotonic()
-        pki = _write_pki(self.workdir / "pki")
+        pki = _write_pki(self.workdir / "pki", self.address)
         for attempt in range(1, attempts + 1):
             try:
                 self._start_once(pki, deadline=time.monotonic() + self.start_timeout)
@@ -284,7 +294,7 @@ class ControlPlane:
     def _start_once(self, pki: _Pki, *, deadline: float) -> None:
         self.etcd_url = self._start_etcd()
         secure_port = free_port()
-        self.server = f"https://127.0.0.1:{secure_port}"
+        self.server = f"https://{self.address}:{secure_port}"
         self._write_kubeconfig()
         self._start_apiserver(self.etcd_url, secure_port, pki)
         self._start_controller_manager()
@@ -391,9 +401,9 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.address}",
                 # Without it the API server looks for a default route and may find none.
-                "--advertise-address=127.0.0.1",
+                f"--advertise-address={self.address}",
                 f"--secure-port={secure_port}",
                 f"--cert-dir={self.workdir / 'certs'}",
                 f"--tls-cert-file={pki.serving_cert}",
@@ -408,6 +418,7 @@ class ControlPlane:
                 # cluster and refused per namespace by its labels, as in a real cluster.
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self.extra_apiserver_args,
             ],
         )
 
@@ -416,11 +427,12 @@ class ControlPlane:
             "kube-controller-manager",
             [
                 f"--kubeconfig={self.kubeconfig}",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join((*CONTROLLERS, *self.extra_controllers))}",
                 "--leader-elect=false",
                 # No serving port: the default 10257 would collide between parallel sessions.
                 "--secure-port=0",
                 "--profiling=false",
+                *self.extra_controller_manager_args,
             ],
         )
 
@@ -517,7 +529,7 @@ class _ImpersonatingApiClient(ApiClient):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def running_control_plane(assets: Path, **options: float) -> Iterator[ControlPlane]:
+def running_control_plane(assets: Path, **options: Any) -> Iterator[ControlPlane]:
     """``with running_control_plane(path) as cp:`` for scripts and benchmarks."""
     with ControlPlane(assets, **options) as control_plane:
         yield control_plane

@@ -1,0 +1,136 @@
+"""A client that asks a Service every few milliseconds, each time on a fresh TCP connection.
+
+What a real client sees during a window: ``Probe`` runs in a thread, opens a new connection to
+``host:port`` for every request (so kube-proxy picks the endpoints again each time, as it would
+for a new visitor), and records the answer's status or the connection error. ``timeline``
+reduces the answers to what the closing note shows: planned start, first 503, planned end,
+first 200 again, and the lags in milliseconds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class Answer:
+    at: datetime
+    status: int | None  # None: the connection failed
+    error: str = ""
+
+
+@dataclass
+class Probe:
+    host: str
+    port: int
+    path: str = "/"
+    interval_s: float = 0.005
+    timeout_s: float = 2.0
+    answers: list[Answer] = field(default_factory=list)
+    first_page: tuple[int, dict[str, str], str] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Probe:
+        self._thread = threading.Thread(target=self._run, name="probe", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def ask(self) -> Answer:
+        """One request on a new connection."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        try:
+            connection.request("GET", self.path, headers={"Accept": "text/html"})
+            response = connection.getresponse()
+            body = response.read()
+            at = datetime.now(UTC)
+            if response.status == 503 and self.first_page is None:
+                headers = {k: v for k, v in response.getheaders()}
+                self.first_page = (response.status, headers, body.decode(errors="replace"))
+            return Answer(at, response.status)
+        except (OSError, http.client.HTTPException) as error:
+            return Answer(datetime.now(UTC), None, f"{type(error).__name__}: {error}")
+        finally:
+            connection.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.answers.append(self.ask())
+            time.sleep(self.interval_s)
+
+    def statuses(self) -> list[int | None]:
+        """The answers with consecutive repeats folded: [200, 503, 200] for a clean window."""
+        folded: list[int | None] = []
+        for answer in self.answers:
+            if not folded or folded[-1] != answer.status:
+                folded.append(answer.status)
+        return folded
+
+    def errors(self) -> list[Answer]:
+        return [answer for answer in self.answers if answer.status is None]
+
+
+def wait_for_status(host: str, port: int, status: int, *, within_s: float = 60) -> None:
+    """Until 20 answers in a row are ``status`` (kube-proxy programs a new Service lazily)."""
+    deadline = time.monotonic() + within_s
+    probe, streak = Probe(host, port), 0
+    while streak < 20:
+        streak = streak + 1 if probe.ask().status == status else 0
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{host}:{port} did not answer {status} within {within_s}s")
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    planned_start: datetime
+    first_503: datetime | None
+    planned_end: datetime
+    first_200_after: datetime | None
+    probes: int
+    errors: int
+
+    @staticmethod
+    def _lag(planned: datetime, seen: datetime | None) -> str:
+        if seen is None:
+            return "never"
+        return f"{(seen - planned).total_seconds() * 1000:+.0f} ms"
+
+    def render(self) -> str:
+        def stamp(moment: datetime | None) -> str:
+            return moment.isoformat(timespec="milliseconds") if moment else "never"
+
+        return "\n".join(
+            [
+                f"planned start   {stamp(self.planned_start)}",
+                f"first 503       {stamp(self.first_503)}  "
+                f"({self._lag(self.planned_start, self.first_503)} after planned start)",
+                f"planned end     {stamp(self.planned_end)}",
+                f"first 200 again {stamp(self.first_200_after)}  "
+                f"({self._lag(self.planned_end, self.first_200_after)} after planned end)",
+                f"{self.probes} probes on fresh TCP connections, {self.errors} connection errors",
+            ]
+        )
+
+
+def timeline(probe: Probe, start: datetime, end: datetime) -> Timeline:
+    first_503 = next((a.at for a in probe.answers if a.status == 503), None)
+    after = first_503 or start
+    first_200 = next((a.at for a in probe.answers if a.status == 200 and a.at > after), None)
+    return Timeline(
+        planned_start=start,
+        first_503=first_503,
+        planned_end=end,
+        first_200_after=first_200,
+        probes=len(probe.answers),
+        errors=len(probe.errors()),
+    )

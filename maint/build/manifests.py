@@ -65,6 +65,7 @@ def kaniko_job(
         "--digest-file=/dev/termination-log",
         "--cache=false",
         "--verbosity=info",
+        "--log-format=text",  # no ANSI colours: the log tail goes into the event log
     ]
     if spec.insecure:
         args += ["--insecure", "--insecure-pull", "--skip-tls-verify", "--skip-tls-verify-pull"]

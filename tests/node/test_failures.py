@@ -85,11 +85,6 @@ def test_failed_kaniko_build_rolls_back_with_a_readable_reason(
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=True,
-    reason="maint/build/manifests.py does not pass Kaniko --log-format=text yet: the failed "
-    "build's log tail reaches the event log with ANSI colour codes (found by this test)",
-)
 def test_failed_kaniko_build_leaves_no_ansi_escapes_in_the_event_log(
     failed_window: FailedWindow,
 ) -> None:

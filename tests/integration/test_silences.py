@@ -183,3 +183,38 @@ def test_an_alertmanager_down_at_the_switch_is_retried_and_never_delays_the_wind
     # The switch pass did not wait for Alertmanager: a pass is the usual second or two here.
     assert took < 15, f"switch pass took {took:.1f}s"
     silences.close()
+
+
+def test_an_on_time_end_keeps_the_silence_for_the_margin_and_a_cancel_expires_it(
+    window, alertmanager
+):
+    silences = _observe(window)
+    first = window.add()
+    window.step()
+    window.clock.at(first.start)
+    window.step()
+    wait_until(lambda: _events(window, first.id, "created"), timeout=10, what="silence created")
+    window.clock.at(first.end)
+    window.step()
+    assert window.notice(first.id).targets[0].state is TargetState.COMPLETED
+    time.sleep(1.5)  # the observer saw `restore ok`: an on-time end leaves the silence alone
+    [kept] = _ours(alertmanager)
+    assert kept["status"]["state"] != "expired"
+    assert _at(kept["endsAt"]) == first.end + timedelta(seconds=MARGIN)
+
+    second = window.add(start_in=1800)
+    window.step()
+    window.clock.at(second.start)
+    window.step()
+    wait_until(lambda: _events(window, second.id, "created"), timeout=10, what="silence created")
+    window.app.end_notice(second.id, cancel=True)
+    window.clock.advance(1)
+    window.step()
+    assert window.notice(second.id).targets[0].state is TargetState.COMPLETED
+    [expired] = wait_until(
+        lambda: _events(window, second.id, "expired"), timeout=10, what="silence expired"
+    )
+    assert "cancelled" in expired.detail
+    states = sorted(s["status"]["state"] for s in _ours(alertmanager))
+    assert states == ["expired", "pending"]
+    silences.close()

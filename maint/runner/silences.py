@@ -55,6 +55,7 @@ class Job:
     notice_id: int
     target: str
     ensure: bool  # True: cover the current window; False: the window ended, expire if early
+    create: bool = False  # ensure may create one (the switch); else only update (a moved end)
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,14 @@ class Silences:
         if event.target is None or (key not in ENSURE and key not in ENDED):
             return
         try:
-            self.jobs.put_nowait(Job(event.notice_id, event.target, ensure=key in ENSURE))
+            self.jobs.put_nowait(
+                Job(
+                    event.notice_id,
+                    event.target,
+                    ensure=key in ENSURE,
+                    create=event.step == "switch",
+                )
+            )
         except queue.Full:
             log.warning("silence for %s dropped: queue full", event.target)
 
@@ -177,6 +185,8 @@ class Silences:
         if recorded is not None and recorded.window_end == _ms(notice.end):
             return  # already covers this window (a restart, another replica, a second event)
         live = self._live(job, notice, recorded)
+        if live is None and recorded is None and not job.create:
+            return  # a page rebuilt before the switch: the switch makes the silence
         starts_at = notice.start - self.margin
         if live is not None and live.state != "expired":
             # An active silence can only be updated in place if its start stays the same.

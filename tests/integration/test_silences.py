@@ -218,3 +218,22 @@ def test_an_on_time_end_keeps_the_silence_for_the_margin_and_a_cancel_expires_it
     states = sorted(s["status"]["state"] for s in _ours(alertmanager))
     assert states == ["expired", "pending"]
     silences.close()
+
+
+def test_a_page_rebuilt_before_the_switch_makes_no_silence_until_the_switch(window, alertmanager):
+    silences = _observe(window)
+    notice = window.add()
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.READY
+    new_end = notice.end + timedelta(minutes=10)
+    window.app.extend_notice(notice.id, end=new_end.isoformat())
+    _poll(window)
+    assert [e for e in window.app.store.events(notice.id) if e.step == "refresh"]
+    time.sleep(1.5)
+    assert _ours(alertmanager) == [] and _events(window, notice.id) == []
+    window.clock.at(notice.start)
+    window.step()
+    wait_until(lambda: _events(window, notice.id, "created"), timeout=10, what="silence created")
+    [silence] = _ours(alertmanager)
+    assert _at(silence["endsAt"]) == new_end + timedelta(seconds=MARGIN)
+    silences.close()

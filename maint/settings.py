@@ -8,6 +8,7 @@ concrete objects; nothing else reads the environment.
 from __future__ import annotations
 
 import re
+import string
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Kubernetes' own namespaces: never a maint target, whatever MAINT_TARGET_NAMESPACES says.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+# One silence matcher: an Alertmanager label name, ``=``, a double-quoted value template.
+SILENCE_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]+)"\Z')
+SILENCE_FIELDS = ("namespace", "service", "notice")
 
 
 class Settings(BaseSettings):
@@ -171,6 +175,28 @@ class Settings(BaseSettings):
     """Port of ``maint run``'s ``/healthz`` (liveness probe); 0 turns it off. 8081 stays clear
     of the 8080 that many sidecars and the page image use."""
 
+    # --- Alertmanager silences -------------------------------------------------------------
+    alertmanager_url: str = ""
+    """Base URL of an Alertmanager (``http://alertmanager.monitoring:9093``) in which each
+    window gets a silence for its target while the page serves. Empty: no silences. Best
+    effort, off the step's path: an unreachable Alertmanager is retried, never delays a switch."""
+
+    alertmanager_matchers: list[str] = Field(
+        default_factory=lambda: ['namespace="{namespace}"', 'service="{service}"']
+    )
+    """The silence's matchers, each ``label="value"`` (equality only), the value templated with
+    ``{namespace}``, ``{service}`` and ``{notice}`` (the notice id). A JSON list in the
+    environment. The default fits alerts labelled the way kube-prometheus labels them."""
+
+    alertmanager_margin: float = Field(default=300.0, ge=0)
+    """Seconds the silence starts before the planned start and ends after the planned end:
+    alerts raised by the switch itself (a scrape that fails, endpoints that change) and alerts
+    still firing while the app warms up after the restore stay quiet."""
+
+    alertmanager_timeout: float = Field(default=5.0, gt=0)
+    """Seconds one request to Alertmanager may take. Its API answers in milliseconds; a longer
+    wait means it is down, and the retry (capped backoff) takes over."""
+
     # --- page ----------------------------------------------------------------------------
     display_timezone: str = "UTC"
     """IANA zone in which the page shows times (e.g. ``Asia/Seoul``). Stored times stay UTC."""
@@ -217,4 +243,32 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown time zone {value!r}; use an IANA name like Asia/Seoul"
             ) from e
+        return value
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("alertmanager_matchers")
+    @classmethod
+    def _matcher_templates(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('give at least one matcher, e.g. namespace="{namespace}"')
+        for matcher in value:
+            parsed = SILENCE_MATCHER.fullmatch(matcher)
+            if parsed is None:
+                raise ValueError(f'{matcher!r} is not label="value" (equality matchers only)')
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(parsed[2]) if f is not None]
+            except ValueError as e:
+                raise ValueError(f"{matcher!r}: {e}") from None
+            for field in fields:
+                if field not in SILENCE_FIELDS:
+                    raise ValueError(
+                        f"{matcher!r}: unknown placeholder {{{field}}} "
+                        f"(known: {', '.join('{' + f + '}' for f in SILENCE_FIELDS)})"
+                    )
         return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,29 @@ def test_the_stores_own_limits_are_the_settings_defaults():
     limits = DatabaseLimits()
     for name in DatabaseLimits.__dataclass_fields__:
         assert getattr(limits, name) == getattr(settings, f"database_{name}"), name
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('["team=\\"{owner}\\""]', "unknown placeholder {owner}"),
+        ('["service=~\\"web.*\\""]', "equality matchers only"),
+        ('["service=\\"{service\\""]', "service"),
+        ("[]", "at least one matcher"),
+    ],
+)
+def test_a_bad_silence_matcher_template_is_refused_with_exit_2(monkeypatch, capsys, value, says):
+    from maint.cli import main
+
+    monkeypatch.setenv("MAINT_ALERTMANAGER_MATCHERS", value)
+    with pytest.raises(ValidationError, match=r"(?s).*" + re.escape(says)):
+        Settings()
+    assert main(["notice", "list"]) == 2
+    assert "bad setting MAINT_ALERTMANAGER_MATCHERS" in capsys.readouterr().err
+
+
+def test_silence_matcher_templates_name_the_target(monkeypatch):
+    monkeypatch.setenv(
+        "MAINT_ALERTMANAGER_MATCHERS", '["namespace=\\"{namespace}\\"", "notice=\\"n{notice}\\""]'
+    )
+    assert Settings().alertmanager_matchers == ['namespace="{namespace}"', 'notice="n{notice}"']

@@ -38,7 +38,9 @@ from maint.runner import (
     restore_overdue,
     utcnow,
 )
+from maint.runner.alertmanager import Alertmanager
 from maint.runner.housekeeping import pending_images
+from maint.runner.silences import Silences
 from maint.runner.transitions import Window
 from maint.settings import Settings
 from maint.switch import preflight
@@ -62,6 +64,7 @@ class App:
     _store: NoticeStore | None = None
     _api: Cluster | None = None
     _events: KubernetesEvents | None = None
+    _silences: Silences | None = None
 
     # --- wiring ---------------------------------------------------------------------------
     @property
@@ -126,10 +129,26 @@ class App:
         ``hooks`` are the Runner's (``on_step_done``, ``wake_at``, ``sweep_in_pass``): the
         scheduler passes its own when it calls this as its factory."""
         claims = make_claims(self.store, self.settings)
-        observe: Callable[[Event], None] = _ignore
+        observers: list[Callable[[Event], None]] = []
         if self.settings.kubernetes_events:
             self._events = KubernetesEvents(self.api, instance=claims.owner)
-            observe = self._events
+            observers.append(self._events)
+        if self.settings.alertmanager_url:
+            self._silences = Silences(
+                Alertmanager(
+                    self.settings.alertmanager_url, timeout=self.settings.alertmanager_timeout
+                ),
+                store=self.store,
+                settings=self.settings,
+                clock=self.clock,
+            )
+            observers.append(self._silences)
+
+        def observe(event: Event) -> None:
+            """Each observer only queues: none of them can delay the step."""
+            for each in observers:
+                each(event)
+
         return Runner(
             api=self.api,
             store=self.store,
@@ -144,6 +163,8 @@ class App:
     def close(self) -> None:
         if self._events is not None:
             self._events.close()
+        if self._silences is not None:
+            self._silences.close()
         if self._store is not None:
             self._store.close()
         if self._api is not None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client import EventsV1Api
 
 from maint.notices import TargetState
 from maint.runner import Runner, make_claims
@@ -237,3 +238,25 @@ def test_a_page_rebuilt_before_the_switch_makes_no_silence_until_the_switch(wind
     [silence] = _ours(alertmanager)
     assert _at(silence["endsAt"]) == new_end + timedelta(seconds=MARGIN)
     silences.close()
+
+
+def test_app_runner_wires_silences_next_to_kubernetes_events(window, alertmanager, k8s):
+    """No hand wiring: `maint run`'s App.runner sends both the silence and the Events."""
+    notice = window.add(start_in=600, length=600)
+    window.step()
+    window.clock.at(notice.start)
+    window.step()
+    deadline = time.monotonic() + 15
+    while not _ours(alertmanager) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [silence] = _ours(alertmanager)
+    assert {m["name"]: m["value"] for m in silence["matchers"]} == {
+        "namespace": window.namespace,
+        "service": "web",
+    }
+    events = EventsV1Api(k8s)
+    reasons: set[str] = set()
+    while time.monotonic() < deadline + 10 and not {"Prepared", "Switched"} <= reasons:
+        reasons = {e.reason for e in events.list_namespaced_event(window.namespace).items}
+        time.sleep(0.2)
+    assert {"Prepared", "Switched"} <= reasons

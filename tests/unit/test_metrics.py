@@ -88,3 +88,26 @@ def test_step_duration_sweep_and_claims():
     assert sample(m, "maint_step_duration_seconds_count", step="switch", outcome="ok") == 1
     assert sample(m, "maint_sweep_last_success_timestamp_seconds") == 99.0
     assert sample(m, "maint_claims_held") == 3
+
+
+def test_metrics_are_served_over_http_next_to_healthz():
+    import urllib.request
+
+    from maint.runner.health import Heartbeat, serve_health
+
+    m = Metrics()
+    m.sweep_completed(at=42.0)
+    server = serve_health(Heartbeat(stale_after=60), port=0, host="127.0.0.1", metrics=m.exposition)
+    try:
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = r.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as r:
+            assert r.read().startswith(b"ok")
+    finally:
+        server.shutdown()
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert "maint_sweep_last_success_timestamp_seconds" in names
+    assert "maint_sweep_last_success_timestamp_seconds 42.0" in text

@@ -3,6 +3,7 @@
 Nothing above this package builds URLs or sees a client model.
 """
 
+from maint.cluster.calls import on_api_error
 from maint.cluster.connection import Cluster, connect
 from maint.cluster.creating import create
 from maint.cluster.deleting import delete
@@ -57,6 +58,7 @@ __all__ = [
     "list_annotated_services",
     "list_managed",
     "list_services",
+    "on_api_error",
     "pod_log_tail",
     "pointer",
     "ready_endpoint_pods",

@@ -9,6 +9,9 @@ Every call is bounded in time: each attempt carries a (connect, read) timeout (t
 ``_request_timeout``, else ``REQUEST_TIMEOUT``), and all attempts and pauses together fit in a
 budget of connect + read seconds (or ``budget``): an API server that accepts connections and
 then answers nothing (a black hole) fails the call within that budget, not four timeouts later.
+
+Each failed attempt is told to the listeners of ``on_api_error`` (the runner's metrics) as its
+verb (the first word of ``what``) and HTTP code (0: no answer); a listener never fails a call.
 """
 
 from __future__ import annotations
@@ -42,6 +45,28 @@ RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
 MIN_ATTEMPT = 0.5  # seconds: with less of the budget left, no further attempt is made
 
 Timeout = tuple[float, float]
+ErrorListener = Callable[[str, int], None]  # (verb, HTTP code or 0)
+_listeners: list[ErrorListener] = []
+
+
+def on_api_error(listener: ErrorListener) -> Callable[[], None]:
+    """Call ``listener(verb, code)`` after every failed attempt; returns its remover."""
+    _listeners.append(listener)
+
+    def remove() -> None:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+    return remove
+
+
+def _failed(what: str, code: int) -> None:
+    verb = what.split(" ", 1)[0] or "unknown"
+    for listener in list(_listeners):
+        try:
+            listener(verb, code)
+        except Exception:
+            log.exception("API error listener failed")
 
 
 def call(
@@ -59,10 +84,12 @@ def call(
         try:
             return fn(*args, _request_timeout=capped(timeout, left), **kwargs)
         except ApiException as e:
+            _failed(what, e.status or 0)
             if e.status in RETRIED_STATUS and _again(what, attempt, give_up, f"HTTP {e.status}"):
                 continue
             raise translate(what, e) from e
         except (TransportError, OSError) as e:
+            _failed(what, 0)
             if _again(what, attempt, give_up, type(e).__name__):
                 continue
             raise ClusterUnavailable(f"{what}: API server unreachable ({e})") from e

@@ -145,6 +145,11 @@ class Claims:
                 del self._held[held.claim.target_id]
         self.store.release(held.claim)
 
+    def count(self) -> int:
+        """How many claims the steps of this replica hold now (``maint_claims_held``)."""
+        with self._lock:
+            return len(self._held)
+
     def wedged(self) -> str | None:
         """Why ``/healthz`` should fail: a step past its deadline (else ``None``)."""
         now = self.monotonic()

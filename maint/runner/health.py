@@ -5,7 +5,9 @@ any deadline) answers 503, and so does a step still running past its deadline
 (``MAINT_STEP_DEADLINE``, reported by ``wedged``): the kubelet restarts the container; the steps
 are idempotent and the next replica or restart carries on. A database that is down does
 neither: passes still complete (they fail fast and run the forced restore), and a step fails
-fast too, so it never reaches its deadline. Standard library only: one tiny endpoint.
+fast too, so it never reaches its deadline. ``/metrics`` serves the Prometheus exposition
+made by ``metrics`` (``maint.runner.metrics``: in memory only, so it answers at once even while
+the database hangs).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from maint.runner.metrics import CONTENT_TYPE
 
 
 class Heartbeat:
@@ -42,19 +46,32 @@ class Heartbeat:
         return self.wedged()
 
 
-def serve_health(heartbeat: Heartbeat, *, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:  # noqa: S104 - probes come from the kubelet, not localhost
-    """Start the endpoint in a daemon thread; returns the server (``shutdown()`` stops it)."""
+def serve_health(
+    heartbeat: Heartbeat,
+    *,
+    port: int,
+    host: str = "0.0.0.0",  # noqa: S104 - probes come from the kubelet, not localhost
+    metrics: Callable[[], bytes] | None = None,
+) -> ThreadingHTTPServer:
+    """Start the endpoints in a daemon thread; returns the server (``shutdown()`` stops it)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?", 1)[0] != "/healthz":
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics" and metrics is not None:
+                self._send(200, metrics(), CONTENT_TYPE)
+                return
+            if path != "/healthz":
                 ok, text = False, "not found"
             else:
                 problem = heartbeat.problem()
                 ok, text = problem is None, problem or f"ok {heartbeat.age():.1f}s"
-            body = f"{text}\n".encode()
-            self.send_response(200 if ok else (503 if text != "not found" else 404))
-            self.send_header("Content-Type", "text/plain")
+            code = 200 if ok else (503 if text != "not found" else 404)
+            self._send(code, f"{text}\n".encode(), "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -14,16 +14,19 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from maint import cluster
 from maint.cluster import Cluster
 from maint.errors import ClaimLost, DatabaseUnavailable, MaintError
-from maint.notices import NoticeStore, TargetState, WorkItem
+from maint.notices import Event, NoticeStore, TargetState, WorkItem
 from maint.runner.claims import Claims
+from maint.runner.metrics import Metrics
 from maint.runner.overdue import restore_overdue
 from maint.runner.steps import Steps, Superseded, describe
 from maint.runner.transitions import Step, decide
@@ -64,6 +67,8 @@ class Runner:
     an extra pass at a moment (a failed step's retry); ``sweep_in_pass`` runs the forced-restore
     sweep at the end of every pass (``maint run`` sweeps on a thread of its own instead).
     ``clock`` is this replica's view of the time for deciding what is due; claims never use it.
+    ``metrics`` (default: a registry of its own) times the steps, counts the claims and API
+    errors, and observes every stored event next to the steps' own observer.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Runner:
         on_step_done: Callable[[], None] = lambda: None,
         wake_at: Callable[[datetime], None] = lambda _moment: None,
         sweep_in_pass: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self.api = api
         self.store = store
@@ -100,8 +106,38 @@ class Runner:
         self.sweep_in_pass = sweep_in_pass
         self.on_step_done = on_step_done
         self.wake_at = wake_at
+        self.metrics = metrics or Metrics()
+        self._watch(steps)
         self._stopping = threading.Event()
         threading.Thread(target=self._keep_claims, name="claims", daemon=True).start()
+
+    def _watch(self, steps: Steps) -> None:
+        """Hook the metrics in: the events the steps store, the claims, the API errors."""
+        metrics = self.metrics
+        ctx = getattr(steps, "ctx", None)  # a test's stand-in may have no context
+        if ctx is not None:
+            shown = ctx.observe
+
+            def observe(event: Event) -> None:
+                shown(event)
+                try:
+                    metrics.observe(event)
+                except Exception:  # a metric never fails a step
+                    log.exception("metrics: event not observed")
+
+            ctx.observe = observe
+        metrics.claims_held.set_function(self.claims.count)
+        self._unlisten = cluster.on_api_error(metrics.api_error)
+
+    def count_targets(self) -> bool:
+        """Count the recent notices' targets by state for ``maint_targets``; False while the
+        database cannot answer (the last count stays, with its time)."""
+        try:
+            self.metrics.count_targets(self.store.recent())
+        except MaintError as e:
+            log.warning("metrics: targets not counted: %s", e)
+            return False
+        return True
 
     def connect(
         self,
@@ -151,6 +187,8 @@ class Runner:
                 )
         except MaintError as e:
             log.error("forced-restore sweep failed: %s", e)
+        else:
+            self.metrics.sweep_completed()
         return restored
 
     def _observe_due(self, target_id: int, now: datetime) -> bool:
@@ -173,6 +211,7 @@ class Runner:
 
     def shutdown(self) -> None:
         self._stopping.set()
+        self._unlisten()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _keep_claims(self) -> None:
@@ -206,21 +245,26 @@ class Runner:
         """
         target_id = item.target.id
         held = None
+        began, outcome = time.monotonic(), "error"
         try:
             held = self.claims.take(target_id)
             if held is not None:  # else another replica works on it
                 with self.claims.fence(held):
-                    self._work(item, step)
+                    outcome = self._work(item, step)
         except ClaimLost as e:
+            outcome = "claim_lost"
             log.warning("%s of %s stopped: %s", step.value, item.target.ref, e)
             self._retry_later()
         except DatabaseUnavailable as e:
+            outcome = "database_unavailable"
             log.warning("%s of %s: %s", step.value, item.target.ref, e)
             self._retry_later()
         except Exception:
             log.exception("unexpected error in %s of %s", step.value, item.target.ref)
             self._retry_later()
         finally:
+            if held is not None:
+                self.metrics.step_done(step.value, outcome, time.monotonic() - began)
             if held is not None:
                 try:
                     self.claims.release(held)
@@ -236,12 +280,14 @@ class Runner:
     def _retry_later(self) -> None:
         self.wake_at(self.clock() + timedelta(seconds=self.settings.step_retry_delay))
 
-    def _work(self, item: WorkItem, step: Step) -> None:
+    def _work(self, item: WorkItem, step: Step) -> str:
+        """Run the step; its outcome for ``maint_step_duration_seconds``."""
         try:
             self._run(item, step)
         except Superseded as e:
             log.info("%s of %s: %s; deciding again", step.value, item.target.ref, e)
             self.wake_at(self.clock())
+            return "superseded"
         except ClaimLost:
             raise  # nothing may be written for this target any more, not even an event
         except MaintError as e:
@@ -250,6 +296,8 @@ class Runner:
             with contextlib.suppress(MaintError):
                 self.steps.event(item, step.value, "retry", describe(e))
             self._retry_later()
+            return "retry"
+        return "ok"
 
     def _run(self, item: WorkItem, step: Step) -> None:
         # Re-read under the claim: another replica or an operator may have moved it meanwhile.

@@ -9,7 +9,9 @@ The job store stays in memory; the notices tables are the source of truth (FACTS
 
 The scheduler builds its ``Runner`` (a factory taking the runner's hooks as keyword arguments:
 ``on_step_done``, ``wake_at``, ``sweep_in_pass``), so nothing is patched onto it afterwards.
-``/healthz`` fails when passes stop completing or a step runs past its deadline.
+``/healthz`` fails when passes stop completing or a step runs past its deadline; ``/metrics``
+on the same port serves the runner's Prometheus metrics (``maint_targets`` is counted by a job
+of its own every poll interval, so neither a scrape nor a pass waits on that count).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Scheduler:
                 "default": ThreadPoolExecutor(4),
                 "sweep": ThreadPoolExecutor(1),
                 "intents": ThreadPoolExecutor(1),
+                "metrics": ThreadPoolExecutor(1),
             },
             job_defaults={"coalesce": True, "max_instances": 4, "misfire_grace_time": None},
         )
@@ -97,8 +100,20 @@ class Scheduler:
             executor="intents",
             next_run_time=datetime.now(UTC),
         )
+        self.scheduler.add_job(
+            self.runner.count_targets,
+            "interval",
+            seconds=self.poll_interval,
+            id="metrics",
+            executor="metrics",
+            next_run_time=datetime.now(UTC),
+        )
         self.scheduler.start()
-        health = serve_health(self.heartbeat, port=self.health_port) if self.health_port else None
+        health = None
+        if self.health_port:
+            health = serve_health(
+                self.heartbeat, port=self.health_port, metrics=self.runner.metrics.exposition
+            )
         log.info("maint run: reconcile every %.1fs", self.poll_interval)
         self.stopped.wait()
         if health is not None:

@@ -120,7 +120,7 @@ def local(reason: str) -> int:
         digest = push()
         kubelet.default_job_result = JobResult(succeeded=True, message=digest)
         say(f"* registry {registry}: seeded image {digest[:19]}… (stands in for Kaniko's push)")
-        kubeconfig = _install(admin, plane, workdir)
+        kubeconfig = _install(admin, plane, workdir, repository=f"{registry}/maint-page")
         _sample_app(admin)
         env = os.environ | SETTINGS
         env |= {
@@ -182,14 +182,19 @@ def _assets(find: Callable[[], Path]) -> Path:
         raise SystemExit(f"demo: {e}") from None
 
 
-def _install(admin: Any, plane: Any, workdir: Path) -> Path:
-    """Apply manifests/base (all but the Deployment); a kubeconfig with maint's SA token."""
+def _install(admin: Any, plane: Any, workdir: Path, *, repository: str) -> Path:
+    """Apply manifests/base (all but the Deployment), its admission policies admitting the
+    demo's page ``repository`` (what an overlay patches); a kubeconfig with maint's SA token."""
     from kubernetes.client import CoreV1Api
 
     from tests.support import manifests
 
     docs = manifests.render(manifests.KUSTOMIZATIONS["base"])
     docs = [d for d in docs if d["kind"] != "Deployment"]
+    for policy in manifests.find(docs, "ValidatingAdmissionPolicy"):
+        for variable in policy["spec"].get("variables", []):
+            if variable["name"] == "repository":
+                variable["expression"] = f"'{repository}'"
     for applied in manifests.apply(admin, docs):
         say(f"  applied {applied.what}  (manifests/base)")
     say("  not applied: Deployment maint-system/maint (no containers here; `maint run` below)")

@@ -165,7 +165,11 @@ def test_a_wait_through_a_black_holed_watch_fails_within_its_bound_as_unavailabl
     assert elapsed < bound + MARGIN, f"{elapsed:.1f}s for a {WAIT:.0f}s wait"
     watches = [e for e in proxy.audit.all() if e.watch and e.resource == resource]
     assert watches and all(e.fault.startswith("blackhole") for e in watches)
-    # maint hung up on the silent stream itself (the proxy never closed it).
+    # maint hung up on the silent stream itself (the proxy never closed it); the proxy's
+    # thread notices the hang-up a moment after maint's wait has returned.
+    settle = time.monotonic() + 5
+    while not all(e.finished is not None for e in watches) and time.monotonic() < settle:
+        time.sleep(0.05)
     assert all(e.finished is not None for e in watches), [str(e) for e in watches]
     print(f"\n{resource}: {WAIT:.0f}s wait through a black hole ended after {elapsed:.2f}s")
 

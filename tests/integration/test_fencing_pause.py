@@ -32,7 +32,12 @@ POLL = float(FAST_SETTINGS["poll_interval"])
 
 
 @pytest.fixture
-def replicas(control_plane, k8s, kubelet, oci_registry, database_url, tmp_path) -> Iterator[Any]:
+def replicas(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Any]:
+    """Two replicas on PostgreSQL only. On SQLite a replica frozen inside a transaction keeps
+    the file's single write lock until it resumes, so nobody can take over (seen in CI: the
+    other replica and this test got "database is locked"): SQLite is the one-replica database
+    of the kind and local overlays, never the store of two replicas."""
+    database_url = postgres_url
     audit = Audit()
     proxies = {
         name: ApiProxy(

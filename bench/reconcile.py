@@ -42,7 +42,7 @@ from maint import build
 from maint.cluster import Cluster
 from maint.notices import NoticeStore, TargetState, WorkItem
 from maint.notices.models import NoticeRow, TargetRow
-from maint.runner import Runner, Steps, restore_overdue
+from maint.runner import Runner, Steps, make_claims, restore_overdue
 from maint.settings import Settings
 
 LIVE = 10
@@ -191,6 +191,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 def _measure(url: str, api: Cluster, settings: Settings, *, profile: bool) -> dict[str, Any]:
     store = NoticeStore(url)
+    claims = make_claims(store, settings)
     steps = IdleSteps(
         api=api,
         store=store,
@@ -198,14 +199,13 @@ def _measure(url: str, api: Cluster, settings: Settings, *, profile: bool) -> di
         settings=settings,
         clock=lambda: datetime.now(UTC),
         say=lambda _line: None,
+        renew=claims.renew,
     )
-    runner = Runner(api=api, store=store, steps=steps, settings=settings)
-    # Newer maint runs the sweep as a job of its own in `maint run`, not in the pass: time the
-    # pass as `maint run` runs it (the sweep is timed on its own either way).
-    sweep_in_pass = getattr(runner, "sweep_in_pass", True)
-    if hasattr(runner, "sweep_in_pass"):
-        runner.sweep_in_pass = False
-        sweep_in_pass = False
+    # `maint run` sweeps in a job of its own, not in the pass: time the pass as it runs there
+    # (the sweep is timed on its own).
+    runner = Runner(
+        api=api, store=store, steps=steps, settings=settings, claims=claims, sweep_in_pass=False
+    )
     try:
         now = datetime.now(UTC)
         due_count = len(store.due(now=now, horizon=timedelta(0)))
@@ -223,7 +223,7 @@ def _measure(url: str, api: Cluster, settings: Settings, *, profile: bool) -> di
             "next_due": _ms(_timed(lambda: store.next_due(after=datetime.now(UTC)))),
             "sweep": _ms(_timed(lambda: restore_overdue(api, now=datetime.now(UTC)))),
             "due_targets": due_count,
-            "sweep_in_pass": sweep_in_pass,
+            "sweep_in_pass": False,
         }
     finally:
         runner.shutdown()

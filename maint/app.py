@@ -6,6 +6,7 @@ Commands stay thin: parse, call one function here, print.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,11 +41,13 @@ from maint.runner import (
 )
 from maint.runner.alertmanager import Alertmanager
 from maint.runner.housekeeping import pending_images
+from maint.runner.metrics import Metrics
 from maint.runner.silences import Silences
 from maint.runner.transitions import Window
 from maint.settings import Settings
 from maint.switch import preflight
 
+log = logging.getLogger(__name__)
 WAIT_PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines of `--wait`
 
 
@@ -125,11 +128,13 @@ class App:
         )
 
     def runner(self, **hooks: Any) -> Runner:
-        """The runner and its steps, sharing one set of claims (and the Events observer);
-        ``hooks`` are the Runner's (``on_step_done``, ``wake_at``, ``sweep_in_pass``): the
-        scheduler passes its own when it calls this as its factory."""
+        """The runner and its steps, sharing one set of claims and the observers of the event
+        log (metrics, Kubernetes Events, silences); ``hooks`` are the Runner's
+        (``on_step_done``, ``wake_at``, ``sweep_in_pass``): the scheduler passes its own when
+        it calls this as its factory."""
         claims = make_claims(self.store, self.settings)
-        observers: list[Callable[[Event], None]] = []
+        metrics = Metrics()
+        observers: list[Callable[[Event], None]] = [metrics.observe]
         if self.settings.kubernetes_events:
             self._events = KubernetesEvents(self.api, instance=claims.owner)
             observers.append(self._events)
@@ -145,9 +150,12 @@ class App:
             observers.append(self._silences)
 
         def observe(event: Event) -> None:
-            """Each observer only queues: none of them can delay the step."""
+            """Each observer only counts or queues, and none can fail the step."""
             for each in observers:
-                each(event)
+                try:
+                    each(event)
+                except Exception:
+                    log.exception("an observer of the event log failed on %s", event.step)
 
         return Runner(
             api=self.api,
@@ -157,6 +165,7 @@ class App:
             clock=self.clock,
             workers=self.settings.workers,
             claims=claims,
+            metrics=metrics,
             **hooks,
         )
 

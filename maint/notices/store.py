@@ -177,6 +177,12 @@ class NoticeStore:
                 raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
             return _notice(row)
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many targets are in each state (one grouped count; ``maint_targets``)."""
+        with self._session() as session:
+            rows = session.execute(select(TargetRow.state, func.count()).group_by(TargetRow.state))
+            return {state: int(count) for state, count in rows}
+
     def recent(self, *, limit: int = 200) -> list[Notice]:
         """The newest notices first."""
         with self._session() as session:

@@ -13,14 +13,13 @@ import logging
 import re
 import threading
 import time
-from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from maint.notices import Event, Notice, TargetState
+from maint.notices import Event, TargetState
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +124,8 @@ class Metrics:
     def sweep_completed(self, at: float | None = None) -> None:
         self.sweep_success.set(time.time() if at is None else at)
 
-    def count_targets(self, notices: Iterable[Notice], at: float | None = None) -> None:
-        counts = Tally(t.state.value for n in notices for t in n.targets)
+    def count_targets(self, counts: Mapping[str, int], at: float | None = None) -> None:
+        """Targets per state (``NoticeStore.count_by_state``), as of ``at``."""
         with self._targets.lock:
             self._targets.counts = dict(counts)
             self._targets.updated = time.time() if at is None else at

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from maint import cluster
 from maint.cluster import Cluster
 from maint.errors import ClaimLost, DatabaseUnavailable, MaintError
-from maint.notices import Event, NoticeStore, TargetState, WorkItem
+from maint.notices import NoticeStore, TargetState, WorkItem
 from maint.runner.claims import Claims
 from maint.runner.metrics import Metrics
 from maint.runner.overdue import restore_overdue
@@ -62,13 +62,13 @@ class Runner:
     """Owns the worker pool and the claims; ``Steps`` does the work.
 
     ``claims`` must be the object whose ``renew`` the ``steps`` were built with
-    (``Steps(renew=claims.renew)``); without it the runner makes its own and hands its
-    ``renew`` to ``steps``. ``on_step_done`` is called after every step, ``wake_at`` asks for
-    an extra pass at a moment (a failed step's retry); ``sweep_in_pass`` runs the forced-restore
-    sweep at the end of every pass (``maint run`` sweeps on a thread of its own instead).
+    (``Steps(renew=claims.renew)``, see ``App.runner``). ``on_step_done`` is called after every
+    step, ``wake_at`` asks for an extra pass at a moment (a failed step's retry);
+    ``sweep_in_pass`` runs the forced-restore sweep at the end of every pass (``maint run``
+    sweeps on a thread of its own instead).
     ``clock`` is this replica's view of the time for deciding what is due; claims never use it.
-    ``metrics`` (default: a registry of its own) times the steps, counts the claims and API
-    errors, and observes every stored event next to the steps' own observer.
+    ``metrics`` (default: a registry of its own) times the steps and counts the claims and API
+    errors; its ``observe`` belongs among the steps' observers (``App.runner`` puts it there).
     """
 
     def __init__(
@@ -80,7 +80,7 @@ class Runner:
         settings: Settings,
         clock: Callable[[], datetime] = utcnow,
         workers: int = 64,
-        claims: Claims | None = None,
+        claims: Claims,
         on_step_done: Callable[[], None] = lambda: None,
         wake_at: Callable[[datetime], None] = lambda _moment: None,
         sweep_in_pass: bool = True,
@@ -91,9 +91,6 @@ class Runner:
         self.steps = steps
         self.settings = settings
         self.clock = clock
-        if claims is None:
-            claims = make_claims(store, settings)
-            steps.renew = claims.renew  # the caller did not wire Steps(renew=claims.renew)
         self.claims = claims
         self.owner = claims.owner
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step")
@@ -107,47 +104,24 @@ class Runner:
         self.on_step_done = on_step_done
         self.wake_at = wake_at
         self.metrics = metrics or Metrics()
-        self._watch(steps)
+        self._watch()
         self._stopping = threading.Event()
         threading.Thread(target=self._keep_claims, name="claims", daemon=True).start()
 
-    def _watch(self, steps: Steps) -> None:
-        """Hook the metrics in: the events the steps store, the claims, the API errors."""
-        metrics = self.metrics
-        ctx = getattr(steps, "ctx", None)  # a test's stand-in may have no context
-        if ctx is not None:
-            shown = ctx.observe
-
-            def observe(event: Event) -> None:
-                shown(event)
-                try:
-                    metrics.observe(event)
-                except Exception:  # a metric never fails a step
-                    log.exception("metrics: event not observed")
-
-            ctx.observe = observe
-        metrics.claims_held.set_function(self.claims.count)
-        self._unlisten = cluster.on_api_error(metrics.api_error)
+    def _watch(self) -> None:
+        """Hook the metrics in: the claims held and the API errors."""
+        self.metrics.claims_held.set_function(self.claims.count)
+        self._unlisten = cluster.on_api_error(self.metrics.api_error)
 
     def count_targets(self) -> bool:
-        """Count the recent notices' targets by state for ``maint_targets``; False while the
-        database cannot answer (the last count stays, with its time)."""
+        """Count the targets by state for ``maint_targets``; False while the database cannot
+        answer (the last count stays, with its time)."""
         try:
-            self.metrics.count_targets(self.store.recent())
+            self.metrics.count_targets(self.store.count_by_state())
         except MaintError as e:
             log.warning("metrics: targets not counted: %s", e)
             return False
         return True
-
-    def connect(
-        self,
-        *,
-        on_step_done: Callable[[], None],
-        wake_at: Callable[[datetime], None],
-        sweep_in_pass: bool,
-    ) -> None:
-        """The constructor's hooks, for a Runner built before its scheduler (``Scheduler``)."""
-        self.on_step_done, self.wake_at, self.sweep_in_pass = on_step_done, wake_at, sweep_in_pass
 
     def pass_once(self) -> PassResult:
         with self.pass_lock:

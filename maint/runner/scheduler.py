@@ -38,20 +38,15 @@ RunnerFactory = Callable[..., Runner]  # called with on_step_done=, wake_at=, sw
 
 class Scheduler:
     def __init__(
-        self, runner: RunnerFactory | Runner, *, poll_interval: float, health_port: int = 0
+        self, runner: RunnerFactory, *, poll_interval: float, health_port: int = 0
     ) -> None:
-        """``runner`` is a factory (``App.runner``); a Runner already built (today's
-        ``maint run``) gets the same hooks through ``Runner.connect``."""
+        """``runner`` is a factory (``App.runner``) called with the scheduler's hooks."""
         hooks: dict[str, Any] = {
             "on_step_done": self.arm,
             "wake_at": self.wake_at,
             "sweep_in_pass": False,  # its own job below, which a hung database cannot hold up
         }
-        if isinstance(runner, Runner):
-            runner.connect(**hooks)
-            self.runner = runner
-        else:
-            self.runner = runner(**hooks)
+        self.runner = runner(**hooks)
         self.poll_interval = poll_interval
         self.health_port = health_port
         self.heartbeat = Heartbeat(

@@ -59,15 +59,6 @@ class Steps:
         self.serving = Serving(self.ctx, preparing=self.preparing, ending=self.ending)
 
     @property
-    def renew(self) -> Callable[[int], object]:
-        return self.ctx.renew
-
-    @renew.setter
-    def renew(self, renew: Callable[[int], object]) -> None:
-        # Kept while the runner still sets it after construction; pass ``renew=`` instead.
-        self.ctx.renew = renew
-
-    @property
     def settings(self) -> Settings:
         return self.ctx.settings
 

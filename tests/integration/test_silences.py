@@ -16,7 +16,6 @@ import pytest
 from kubernetes.client import EventsV1Api
 
 from maint.notices import TargetState
-from maint.runner import Runner, make_claims
 from maint.runner.alertmanager import Alertmanager
 from maint.runner.silences import Silences
 from tests.support.alertmanager import RealAlertmanager, alertmanager_running
@@ -65,16 +64,7 @@ def _observe(window: Window) -> Silences:
         settings=app.settings,
         clock=app.clock,
     )
-    claims = make_claims(app.store, app.settings)
-    window._runner = Runner(
-        api=app.api,
-        store=app.store,
-        steps=app.steps(renew=claims.renew, observe=silences),
-        settings=app.settings,
-        clock=app.clock,
-        workers=app.settings.workers,
-        claims=claims,
-    )
+    window.rewire(observe=silences)
     return silences
 
 

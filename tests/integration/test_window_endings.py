@@ -17,7 +17,6 @@ from kubernetes.client import BatchV1Api, CoreV1Api
 from maint.app import notice_json
 from maint.errors import InvalidInput
 from maint.notices import TargetState
-from maint.runner import Runner, Steps
 from maint.runner.housekeeping import ImageJanitor
 from maint.runner.transitions import PREPARE_MARGIN
 from tests.support.faults import ApiProxy, Exchange, Fault
@@ -168,28 +167,15 @@ def refusing_window(
         database_url=database_url,
         registry=oci_registry_without_delete,
     ) as w:
-        steps = w.app.steps()
-        janitor = ImageJanitor(
-            registry=steps.janitor.registry,
-            repository=steps.janitor.repository,
-            first_retry=2,
-            max_delay=3,
-            attempts=3,
-        )
-        w._runner = Runner(
-            api=w.app.api,
-            store=w.app.store,
-            steps=Steps(
-                api=w.app.api,
-                store=w.app.store,
-                registry=steps.janitor.registry,
-                settings=w.app.settings,
-                clock=w.clock,
-                say=w.lines.append,
-                janitor=janitor,
-            ),
-            settings=w.app.settings,
-            clock=w.clock,
+        janitor = w.app.steps().janitor
+        w.rewire(
+            janitor=ImageJanitor(
+                registry=janitor.registry,
+                repository=janitor.repository,
+                first_retry=2,
+                max_delay=3,
+                attempts=3,
+            )
         )
         yield w
 

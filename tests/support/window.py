@@ -8,7 +8,7 @@ reports the digest of an image the test really pushed to the registry.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,8 +18,9 @@ from kubernetes.client import ApiClient, CoreV1Api
 
 from maint import naming
 from maint.app import App
-from maint.notices import Notice, WorkItem
-from maint.runner import PassResult, Runner
+from maint.notices import Event, Notice, WorkItem
+from maint.runner import PassResult, Runner, Steps, make_claims
+from maint.runner.housekeeping import ImageJanitor
 from maint.settings import Settings
 
 APP_LABELS = {"app": "web"}
@@ -127,6 +128,44 @@ class Window:
     def runner(self) -> Runner:
         if self._runner is None:
             self._runner = self.app.runner()
+        return self._runner
+
+    def rewire(
+        self,
+        *,
+        observe: Callable[[Event], None] | None = None,
+        janitor: ImageJanitor | None = None,
+    ) -> Runner:
+        """A runner whose steps get the ``observe`` or ``janitor`` a test swaps in, wired like
+        ``App.runner`` (one set of claims for the runner and its steps)."""
+        app = self.app
+        claims = make_claims(app.store, app.settings)
+        extra: dict[str, Any] = {}
+        if observe is not None:
+            extra["observe"] = observe
+        if janitor is not None:
+            extra["janitor"] = janitor
+        steps = Steps(
+            api=app.api,
+            store=app.store,
+            registry=app.registry(),
+            settings=app.settings,
+            clock=self.clock,
+            say=self.lines.append,
+            renew=claims.renew,
+            **extra,
+        )
+        if self._runner is not None:
+            self._runner.shutdown()
+        self._runner = Runner(
+            api=app.api,
+            store=app.store,
+            steps=steps,
+            settings=app.settings,
+            clock=self.clock,
+            workers=app.settings.workers,
+            claims=claims,
+        )
         return self._runner
 
     def add(

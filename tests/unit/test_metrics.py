@@ -62,8 +62,10 @@ def test_targets_gauge_has_every_state_and_its_count_time():
     m = Metrics()
     assert sample(m, "maint_targets", state="FAILED") == 0
     assert sample(m, "maint_targets_updated_timestamp_seconds") == 0
-    m.count_targets([], at=1234.0)
+    m.count_targets({"ACTIVE": 2}, at=1234.0)
     assert sample(m, "maint_targets_updated_timestamp_seconds") == 1234.0
+    assert sample(m, "maint_targets", state="ACTIVE") == 2
+    assert sample(m, "maint_targets", state="FAILED") == 0
 
 
 def test_api_errors_are_counted_through_the_cluster_listener():

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from maint import __version__, page
 from maint.app import App, dumps, notice_json
-from maint.cluster import installed
+from maint.cluster import Write, installed
 from maint.errors import InvalidInput, MaintError
 from maint.notices import Notice
 from maint.notices.validation import namespace_policy
@@ -144,7 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = App(settings=settings)
     try:
         # Every create, delete and Service patch any command makes passes the namespace policy.
-        with installed(namespace_policy(settings).check_write):
+        policy = namespace_policy(settings)
+
+        def check(write: Write) -> None:
+            policy.check_write(
+                verb=write.verb, kind=write.kind, namespace=write.namespace, what=str(write)
+            )
+
+        with installed(check):
             return _dispatch(app, args)
     except InvalidInput as e:
         print(f"maint: {e}", file=sys.stderr)

@@ -39,11 +39,6 @@ def object_name(*, target: str, revision: str) -> str:
     return f"{target}-{revision}"
 
 
-def revision_of(content: bytes) -> str:
-    """Short content hash of a build context: a changed page (extend) gets new objects."""
-    return hashlib.sha256(content).hexdigest()[:8]
-
-
 def labels(*, notice_id: int, target: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, NOTICE_LABEL: str(notice_id), TARGET_LABEL: target}
 

@@ -8,7 +8,7 @@ from maint.cluster.connection import Cluster, connect
 from maint.cluster.creating import create
 from maint.cluster.deleting import delete
 from maint.cluster.events import emit as emit_event
-from maint.cluster.guard import WriteCheck, before_write, guarded, installed
+from maint.cluster.guard import Write, guarded, installed
 from maint.cluster.inspecting import Surroundings, surroundings
 from maint.cluster.patching import json_patch_service, pointer
 from maint.cluster.reading import (
@@ -43,8 +43,7 @@ __all__ = [
     "ServicePort",
     "Surroundings",
     "Termination",
-    "WriteCheck",
-    "before_write",
+    "Write",
     "connect",
     "create",
     "delete",

@@ -63,6 +63,8 @@ class Cluster:
     core: Any
     batch: Any
     discovery: Any
+    events: Any
+    networking: Any
 
     def close(self) -> None:
         self.api.close()
@@ -97,4 +99,6 @@ def connect(*, kubeconfig: str | None = None, impersonate: str | None = None) ->
         core=client.CoreV1Api(api),
         batch=client.BatchV1Api(api),
         discovery=client.DiscoveryV1Api(api),
+        events=client.EventsV1Api(api),
+        networking=client.NetworkingV1Api(api),
     )

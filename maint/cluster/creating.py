@@ -4,8 +4,8 @@ so a retried step finds what an earlier attempt made."""
 from __future__ import annotations
 
 from maint.cluster.calls import call
-from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
-from maint.cluster.guard import before_write
+from maint.cluster.connection import Cluster
+from maint.cluster.guard import Write, before_write
 from maint.cluster.types import Manifest
 from maint.errors import Conflict
 
@@ -23,14 +23,13 @@ def create(cluster: Cluster, manifest: Manifest) -> bool:
     name = manifest["metadata"]["name"]
     api, method = _CREATORS[kind]
     what = f"create {kind} {namespace}/{name}"
-    before_write(what, namespace)
+    before_write(Write("create", kind, namespace, name))
     try:
         call(
             what,
             getattr(getattr(cluster, api), method),
             namespace,
             manifest,
-            _request_timeout=REQUEST_TIMEOUT,
         )
     except Conflict:
         return False

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from maint.cluster.calls import call
-from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
-from maint.cluster.guard import before_write
+from maint.cluster.connection import Cluster
+from maint.cluster.guard import Write, before_write
 from maint.errors import NotFound
 
 _DELETERS = {
@@ -18,7 +18,7 @@ def delete(cluster: Cluster, *, kind: str, namespace: str, name: str) -> bool:
     """Delete one object; True if it was there. Jobs take their Pods with them (Background)."""
     api, method = _DELETERS[kind]
     what = f"delete {kind} {namespace}/{name}"
-    before_write(what, namespace)
+    before_write(Write("delete", kind, namespace, name))
     try:
         call(
             what,
@@ -26,7 +26,6 @@ def delete(cluster: Cluster, *, kind: str, namespace: str, name: str) -> bool:
             name,
             namespace,
             propagation_policy="Background",
-            _request_timeout=REQUEST_TIMEOUT,
         )
     except NotFound:
         return False

@@ -7,18 +7,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from kubernetes import client
-from urllib3.exceptions import HTTPError as TransportError
-
-from maint.cluster.calls import translate
+from maint.cluster.calls import call
 from maint.cluster.connection import Cluster
-from maint.cluster.guard import before_write
-from maint.errors import ClusterUnavailable
+from maint.cluster.guard import Write, before_write
 
 REPORTING_CONTROLLER = "maint.io/maint"
 NOTE_MAX = 1024  # bytes the API server accepts in `note`
-EVENT_TIMEOUT = (2.0, 5.0)
-"""(connect, read): an Event is best effort, it must never hold a step up for long."""
+TIMEOUT = (2.0, 5.0)
+"""(connect, read), also the budget of all attempts: an Event is best effort, sent off the
+step's path, and a slow API server must not pile them up."""
 
 
 def emit(
@@ -32,9 +29,9 @@ def emit(
     warning: bool,
     instance: str,
 ) -> None:
-    """Create one Event regarding ``namespace/service``; one attempt, no retry."""
+    """Create one Event regarding ``namespace/service`` (``call``'s retries, within 7 s)."""
     what = f"create Event for Service {namespace}/{service}"
-    before_write(what, namespace)
+    before_write(Write("create", "Event", namespace, service))
     body = {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
@@ -53,14 +50,7 @@ def emit(
             "name": service,
         },
     }
-    try:
-        client.EventsV1Api(cluster.api).create_namespaced_event(
-            namespace, body, _request_timeout=EVENT_TIMEOUT
-        )
-    except client.exceptions.ApiException as e:
-        raise translate(what, e) from e
-    except (TransportError, OSError) as e:
-        raise ClusterUnavailable(f"{what}: {e}") from e
+    call(what, cluster.events.create_namespaced_event, namespace, body, _request_timeout=TIMEOUT)
 
 
 def _clip(note: str) -> str:

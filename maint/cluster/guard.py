@@ -1,7 +1,7 @@
 """Checks that run before every cluster write maint makes (create, delete, Service patch).
 
-A check is a callable ``(what, namespace)`` that raises a ``MaintError`` to stop the write;
-``what`` names the request (``"patch Service shop/web"``). Two kinds:
+A check is a callable given the ``Write`` about to go out (verb, kind, namespace, name) that
+raises a ``MaintError`` to stop it. Two kinds:
 
 - ``guarded(check)``: for the writes made in this block, in this context only (a context
   variable): a step's claim check applies to that step's thread and no other.
@@ -14,9 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from threading import Lock
 
-WriteCheck = Callable[[str, str], None]
+
+@dataclass(frozen=True)
+class Write:
+    """One write maint is about to make, e.g. ``Write("patch", "Service", "shop", "web")``."""
+
+    verb: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.kind} {self.namespace}/{self.name}"
+
+
+WriteCheck = Callable[[Write], None]
 
 _checks: ContextVar[tuple[WriteCheck, ...]] = ContextVar("maint_write_checks", default=())
 _everywhere: tuple[WriteCheck, ...] = ()
@@ -48,8 +63,8 @@ def installed(check: WriteCheck) -> Iterator[None]:
             _everywhere = tuple(kept)
 
 
-def before_write(what: str, namespace: str) -> None:
+def before_write(write: Write) -> None:
     """Called by the write verbs just before the request goes out; raises to stop it.
     Process-wide checks run first, then this context's."""
     for check in (*_everywhere, *_checks.get()):
-        check(what, namespace)
+        check(write)

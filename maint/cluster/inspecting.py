@@ -8,14 +8,11 @@ and plain dicts keep them exactly as the API server sent them. Reads another par
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client
-
-from maint.cluster.calls import call
-from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.connection import Cluster
+from maint.cluster.reading import raw_json
 from maint.errors import Forbidden
 
 Object = dict[str, Any]
@@ -59,12 +56,11 @@ def surroundings(cluster: Cluster, *, namespace: str, name: str) -> Surroundings
         if other.get("metadata", {}).get("name") != name
     ]
     unreadable: list[str] = []
-    networking = client.NetworkingV1Api(cluster.api)
     policies: list[Object] | None
     try:
         policies = _items(
             f"list NetworkPolicies in {namespace}",
-            networking.list_namespaced_network_policy,
+            cluster.networking.list_namespaced_network_policy,
             namespace,
         )
     except Forbidden as e:
@@ -89,13 +85,9 @@ def surroundings(cluster: Cluster, *, namespace: str, name: str) -> Surroundings
 
 
 def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:
-    response = call(
-        what, fn, *args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs
-    )
-    decoded: Object = json.loads(response.data)
-    return decoded
+    return raw_json(what, fn, *args, **kwargs)
 
 
 def _items(what: str, fn: Any, *args: Any, **kwargs: Any) -> list[Object]:
-    items: list[Object] = _json(what, fn, *args, **kwargs).get("items") or []
+    items: list[Object] = raw_json(what, fn, *args, **kwargs).get("items") or []
     return items

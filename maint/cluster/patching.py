@@ -18,8 +18,8 @@ from kubernetes.client.exceptions import ApiException
 
 from maint.cluster import convert
 from maint.cluster.calls import call
-from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
-from maint.cluster.guard import before_write
+from maint.cluster.connection import Cluster
+from maint.cluster.guard import Write, before_write
 from maint.cluster.types import ServiceInfo
 from maint.errors import Conflict, InvalidInput
 
@@ -28,7 +28,7 @@ def json_patch_service(
     cluster: Cluster, *, namespace: str, name: str, ops: list[dict[str, Any]]
 ) -> ServiceInfo:
     what = f"patch Service {namespace}/{name}"
-    before_write(what, namespace)
+    before_write(Write("patch", "Service", namespace, name))
     try:
         obj = call(
             what,
@@ -37,7 +37,6 @@ def json_patch_service(
             namespace,
             ops,
             _content_type="application/json-patch+json",
-            _request_timeout=REQUEST_TIMEOUT,
         )
     except InvalidInput as e:
         if not _not_applicable(e.__cause__):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from maint.cluster import convert
 from maint.cluster.calls import call
-from maint.cluster.connection import REQUEST_TIMEOUT, Cluster
+from maint.cluster.connection import Cluster
 from maint.cluster.types import ObjectRef, PodInfo, ServiceInfo, Termination
 
 
@@ -17,7 +18,6 @@ def get_service(cluster: Cluster, *, namespace: str, name: str) -> ServiceInfo:
         cluster.core.read_namespaced_service,
         name,
         namespace,
-        _request_timeout=REQUEST_TIMEOUT,
     )
     return convert.service(obj)
 
@@ -27,14 +27,12 @@ def list_services(cluster: Cluster, *, namespace: str | None = None) -> list[Ser
         result = call(
             "list Services",
             cluster.core.list_service_for_all_namespaces,
-            _request_timeout=REQUEST_TIMEOUT,
         )
     else:
         result = call(
             f"list Services in {namespace}",
             cluster.core.list_namespaced_service,
             namespace,
-            _request_timeout=REQUEST_TIMEOUT,
         )
     return [convert.service(obj) for obj in result.items]
 
@@ -46,22 +44,27 @@ def list_annotated_services(cluster: Cluster, *, annotation: str) -> list[Servic
     large cluster costs ~1 ms each, while only the few switched ones matter.
     """
 
-    def raw_list(**kwargs: Any) -> bytes:
-        # The body is read here, inside the call: a stall or a cut while it streams is retried
-        # and bounded like any other failure of the request.
-        response = cluster.core.list_service_for_all_namespaces(_preload_content=False, **kwargs)
-        try:
-            return bytes(response.data)
-        finally:
-            response.release_conn()
-
-    body = call("list Services", raw_list, _request_timeout=REQUEST_TIMEOUT)
-    items = json.loads(body).get("items", [])
+    items = raw_json("list Services", cluster.core.list_service_for_all_namespaces).get("items", [])
     return [
         convert.service_from_dict(item)
         for item in items
         if annotation in (item.get("metadata", {}).get("annotations") or {})
     ]
+
+
+def raw_json(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One call answered as the API's JSON, without client models. The body is read inside the
+    call: a stall or a cut while it streams is retried and bounded like any other failure."""
+
+    def read(**options: Any) -> bytes:
+        response = fn(*args, _preload_content=False, **kwargs, **options)
+        try:
+            return bytes(response.data)
+        finally:
+            response.release_conn()
+
+    decoded: dict[str, Any] = json.loads(call(what, read))
+    return decoded
 
 
 def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:
@@ -70,7 +73,6 @@ def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:
         cluster.core.read_namespaced_pod,
         name,
         namespace,
-        _request_timeout=REQUEST_TIMEOUT,
     )
     return convert.pod(obj)
 
@@ -82,7 +84,6 @@ def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Terminatio
         cluster.core.list_namespaced_pod,
         namespace,
         label_selector=f"job-name={job}",
-        _request_timeout=REQUEST_TIMEOUT,
     ).items
     pods.sort(key=lambda p: p.metadata.creation_timestamp, reverse=True)
     for obj in pods:
@@ -99,7 +100,6 @@ def pod_log_tail(cluster: Cluster, *, namespace: str, pod: str, lines: int = 20)
         pod,
         namespace,
         tail_lines=lines,
-        _request_timeout=REQUEST_TIMEOUT,
     )
     return str(text)
 
@@ -111,7 +111,6 @@ def ready_endpoint_pods(cluster: Cluster, *, namespace: str, service: str) -> se
         cluster.discovery.list_namespaced_endpoint_slice,
         namespace,
         label_selector=f"kubernetes.io/service-name={service}",
-        _request_timeout=REQUEST_TIMEOUT,
     ).items
     return {name for s in slices for name in convert.ready_pods(s)}
 
@@ -128,7 +127,6 @@ def list_managed(
             f"list {kind}s",
             getattr(group, everywhere),
             label_selector=selector,
-            _request_timeout=REQUEST_TIMEOUT,
         )
     else:
         result = call(
@@ -136,7 +134,6 @@ def list_managed(
             getattr(group, namespaced),
             namespace,
             label_selector=selector,
-            _request_timeout=REQUEST_TIMEOUT,
         )
     return [
         ObjectRef(

@@ -33,7 +33,7 @@ from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from maint.cluster import convert
-from maint.cluster.calls import RETRIED_STATUS, call, capped, translate
+from maint.cluster.calls import RETRIED_STATUS, call, translate
 from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import JobInfo, PodInfo
 from maint.errors import ClusterUnavailable, NotFound, StepTimeout
@@ -116,8 +116,7 @@ def wait_endpoints(
             cluster.discovery.list_namespaced_endpoint_slice,
             namespace,
             label_selector=selector,
-            budget=left,
-            _request_timeout=capped(REQUEST_TIMEOUT, left),
+            budget=left,  # call caps each attempt's timeout to what is left of it
         )
         slices = {item.metadata.name: convert.ready_pods(item) for item in listed.items}
         if done(current()):

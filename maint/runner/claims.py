@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from maint.cluster import guarded
+from maint.cluster import Write, guarded
 from maint.errors import ClaimLost, MaintError
 from maint.notices import Claim, NoticeStore
 
@@ -133,8 +133,8 @@ class Claims:
         every transition and event of the target is written under its generation."""
         target_id = held.claim.target_id
 
-        def check(what: str, _namespace: str) -> None:
-            self.check(target_id, what)
+        def check(write: Write) -> None:
+            self.check(target_id, str(write))
 
         with guarded(check), self.store.fenced(held.claim):
             yield

@@ -30,7 +30,6 @@ from datetime import datetime
 from maint import cluster, naming, switch
 from maint.cluster import Cluster, ServiceInfo
 from maint.notices import ServiceRef
-from maint.switch.selector import maint_page
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def _restore_one(
     if saved is None:
         return _skipped(ref, "no readable saved selectors; left alone")
     original, page = saved
-    name = maint_page(page)
+    name = naming.is_page_selector(page)
     if name is None:
         return _skipped(ref, f"not maint's page selector {page}; left alone")
     notice = service.annotations.get(naming.NOTICE_ANNOTATION, "")

@@ -23,7 +23,6 @@ from maint.naming import (
     PAGE_SELECTOR_ANNOTATION,
     RESTORE_BY_ANNOTATION,
     SERVICE_ANNOTATIONS,
-    is_page_selector,
 )
 from maint.notices import ServiceRef
 from maint.switch.rules import switchable
@@ -196,7 +195,7 @@ def saved_state(service: ServiceInfo) -> tuple[dict[str, str], dict[str, str]] |
     """(original, page) selectors recorded on a switched Service, or None.
 
     None unless both annotations are JSON objects of strings to strings and the original is not
-    empty (what :func:`switch` writes); the page's shape is checked by :func:`maint_page`.
+    empty (what :func:`switch` writes); the page's shape is checked by ``naming.is_page_selector``.
     """
     try:
         original = json.loads(service.annotations[ORIGINAL_SELECTOR_ANNOTATION])
@@ -206,12 +205,6 @@ def saved_state(service: ServiceInfo) -> tuple[dict[str, str], dict[str, str]] |
     if not _string_map(original) or not _string_map(page) or not original:
         return None
     return dict(original), dict(page)
-
-
-def maint_page(page: dict[str, str]) -> str | None:
-    """The page Pod's name if ``page`` is exactly the selector maint writes
-    (``naming.page_selector(name=...)``), else None: a forged selector is never acted on."""
-    return is_page_selector(page)
 
 
 def _string_map(value: object) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from maint.errors import Forbidden, InvalidInput
-from maint.notices.validation import namespace_policy
+from maint.notices.validation import NamespacePolicy, namespace_policy
 from maint.settings import Settings
 
 ALWAYS_REFUSED = ["kube-system", "kube-public", "kube-node-lease", "maint-system", "maint-build"]
@@ -18,6 +18,12 @@ ALWAYS_REFUSED = ["kube-system", "kube-public", "kube-node-lease", "maint-system
 
 def _policy(**values: str):
     return namespace_policy(Settings(**values))
+
+
+def _check_write(policy: NamespacePolicy, what: str) -> None:
+    """``what`` as the guard's ``Write`` describes itself: ``"<verb> <Kind> <ns>/<name>"``."""
+    verb, kind, ref = what.split(" ", 2)
+    policy.check_write(verb=verb, kind=kind, namespace=ref.split("/")[0], what=what)
 
 
 @pytest.mark.parametrize("namespace", ALWAYS_REFUSED)
@@ -29,7 +35,7 @@ def test_system_and_maints_own_namespaces_are_refused_with_or_without_an_allowli
     with pytest.raises(InvalidInput, match=f"--target {namespace}/web: namespace {namespace} is "):
         policy.check_targets(["shop/web", f"{namespace}/web"])
     with pytest.raises(Forbidden, match=f"refused to patch Service {namespace}/web"):
-        policy.check_write(f"patch Service {namespace}/web", namespace)
+        _check_write(policy, f"patch Service {namespace}/web")
 
 
 def test_maints_own_namespaces_follow_their_settings():
@@ -43,7 +49,7 @@ def test_maints_own_namespaces_follow_their_settings():
 def test_empty_allowlist_admits_every_other_namespace():
     policy = _policy()
     policy.check_targets(["shop/web", "default/api"])
-    policy.check_write("create Pod shop/maint-1-web-abcde-0123abcd", "shop")
+    _check_write(policy, "create Pod shop/maint-1-web-abcde-0123abcd")
 
 
 def test_allowlist_admits_only_its_namespaces():
@@ -53,7 +59,7 @@ def test_allowlist_admits_only_its_namespaces():
         policy.check_targets(["default/api"])
     for what in ("create Pod default/p", "delete Pod default/p", "patch Service default/api"):
         with pytest.raises(Forbidden, match="not in MAINT_TARGET_NAMESPACES"):
-            policy.check_write(what, "default")
+            _check_write(policy, what)
 
 
 def test_build_namespace_takes_build_objects_only():
@@ -65,18 +71,18 @@ def test_build_namespace_takes_build_objects_only():
         "delete ConfigMap maint-build/c",
         "delete Pod maint-build/j-abcde",  # the Job's leftover Pods
     ):
-        policy.check_write(what, "maint-build")
+        _check_write(policy, what)
     for what in ("create Pod maint-build/p", "patch Service maint-build/s"):
         with pytest.raises(Forbidden, match="never a maint target"):
-            policy.check_write(what, "maint-build")
+            _check_write(policy, what)
 
 
 def test_build_objects_anywhere_else_follow_the_target_rules():
     policy = _policy(target_namespaces="shop")
     with pytest.raises(Forbidden):
-        policy.check_write("create ConfigMap kube-system/c", "kube-system")
+        _check_write(policy, "create ConfigMap kube-system/c")
     with pytest.raises(Forbidden):
-        policy.check_write("create Job default/j", "default")
+        _check_write(policy, "create Job default/j")
 
 
 @pytest.mark.parametrize(

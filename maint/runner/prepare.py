@@ -113,7 +113,7 @@ class Preparing:
         ctx = self.ctx
         service = self.service(item)
         if item.target.state in PRE_SWITCH:
-            ports = switch.switchable(service)
+            ports = switch.switchable(service, own_page=item.target.pod)
         else:  # switched: the selector is ours now, the ports are still the Service's
             ports = switch.plan_ports(service)
         notice = page.PageNotice(

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from maint.cluster import ServiceInfo
 from maint.errors import InvalidInput
-from maint.naming import PAGE_LABEL
+from maint.naming import PAGE_LABEL, page_selector
 from maint.switch.pod import ContainerPort, plan_ports
 
 
-def switchable(service: ServiceInfo) -> tuple[ContainerPort, ...]:
+def switchable(service: ServiceInfo, *, own_page: str | None = None) -> tuple[ContainerPort, ...]:
     """The page Pod's container ports for ``service``, or ``InvalidInput`` saying why maint
-    cannot switch it (no retry fixes any of these: the Service itself must change)."""
+    cannot switch it (no retry fixes any of these: the Service itself must change).
+
+    ``own_page``: the page Pod this target already made. A Service that selects exactly it was
+    switched by this target (a switch whose record did not land yet), not by another page.
+    """
     ref = f"{service.namespace}/{service.name}"
+    if own_page is not None and service.selector == page_selector(name=own_page):
+        return plan_ports(service)
     if service.type == "ExternalName":
         raise InvalidInput(f"Service {ref} is ExternalName; it has no Pods to switch")
     if not service.selector:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from maint import build, page, switch
+from maint import build, naming, page, switch
 from maint.cluster import ServiceInfo, ServicePort
 from maint.errors import BuildFailed, InvalidInput
 from maint.notices import Event
@@ -39,6 +39,19 @@ def test_switchable_refuses_every_service_maint_cannot_switch_with_the_reason(ch
 
 def test_switchable_gives_the_page_ports_of_a_service_it_can_switch():
     assert [p.number for p in switch.switchable(SERVICE)] == [8080]
+
+
+def test_a_service_behind_this_targets_own_page_is_switched_not_refused():
+    """The switch landed but its record did not (a database blip): the retried preparation
+    must see its own page, not roll the window back as "behind a maintenance page"."""
+    own = replace(SERVICE, selector=naming.page_selector(name="maint-1-web-abcde-0123abcd"))
+    assert [p.number for p in switch.switchable(own, own_page="maint-1-web-abcde-0123abcd")] == [
+        8080
+    ]
+    with pytest.raises(InvalidInput, match="behind a maintenance page"):
+        switch.switchable(own, own_page="maint-2-web-abcde-0123abcd")
+    with pytest.raises(InvalidInput, match="behind a maintenance page"):
+        switch.switchable(own)
 
 
 START = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)

@@ -13,7 +13,6 @@ session's last test if anything is left.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +20,8 @@ import pytest
 
 from tests.support import node_deploy, node_host, node_probe
 from tests.support.fixtures_k8s import control_plane_assets
-from tests.support.node import Node, missing_prerequisites
+from tests.support.node import CACHE, Node, missing_prerequisites
 from tests.support.require import missing
-
-CACHE = Path(
-    os.environ.get("MAINT_CACHE_DIR")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "maint"
-)
 
 
 def node_assets() -> Path:

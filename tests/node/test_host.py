@@ -12,11 +12,16 @@ import time
 
 import pytest
 
-from tests.node.conftest import CACHE, node_assets
+from tests.node.conftest import node_assets
 from tests.support import node_host
-from tests.support.node import Node
+from tests.support.node import BRIDGE, BRIDGE_MAC, CACHE, Node
 
 pytestmark = pytest.mark.node
+
+
+def bridge_address() -> str:
+    with open(f"/sys/class/net/{BRIDGE}/address") as f:
+        return f.read().strip()
 
 
 @pytest.mark.timeout(600)
@@ -28,6 +33,11 @@ def test_node_leaves_the_host_as_it_was() -> None:
         node.kubectl("create", "deployment", "idle", f"--image={node.pause_image}", "--replicas=2")
         node.kubectl("expose", "deployment", "idle", "--port=80")
         node.kubectl("rollout", "status", "deployment/idle", "--timeout=120s")
+        # Pods' veths came (and the rollout's go): the gateway's MAC must not move with them, or
+        # every Pod's ARP entry for it goes stale and replies to clients are lost for seconds.
+        node.kubectl("scale", "deployment/idle", "--replicas=1")
+        node.kubectl("rollout", "status", "deployment/idle", "--timeout=120s")
+        assert bridge_address() == BRIDGE_MAC
         during = node_host.HostSnapshot.take()
         # Wait for kube-proxy to program the Service (its chains are the side effect to undo).
         deadline = time.monotonic() + 60

@@ -63,21 +63,11 @@ def test_two_targets_one_with_target_port_80_switch_and_restore_together(
         print(f"\nprobe timeline of {name} (notice {notice_id}):")
         print(timeline(probe, start, end).render())
     assert [t["state"] for t in shown["targets"]] == ["COMPLETED", "COMPLETED"], shown["events"]
-    assert web.statuses() == [200, 503, 200] and web.errors() == []
     for probe in (web, low):
+        assert probe.statuses() == [200, 503, 200] and probe.errors() == []
         assert probe.first_page is not None and TITLE in probe.first_page[2]
     images = [t["image"] for t in shown["targets"]]
     assert leftovers(node, notice_id, images) == ""
-    if low.statuses() != [200, 503, 200] or low.errors():
-        # Seen on 2026-12-02 (twice): shop/app80 COMPLETED, but after the planned end its
-        # clients got refused or timed-out connections (18 and 37) and, once, no 200 at all,
-        # while shop/web in the same notice was clean. Not explained yet (maint's restore of a
-        # numeric targetPort 80, or this test app); kept visible, not hidden by a looser check.
-        pytest.xfail(
-            f"shop/app80 (targetPort 80) after the restore: answers {low.statuses()}, "
-            f"{len(low.errors())} connection errors"
-            + (f", first {low.errors()[0].error}" if low.errors() else "")
-        )
 
 
 @pytest.mark.timeout(900)

@@ -44,8 +44,19 @@ PACKAGES = {  # what must exist -> the Debian package that has it
     "skopeo": "skopeo",
     "gcc": "gcc",
 }
+#: Where the node's built images and binaries are cached (as tools/k8sbin and tools/nodeimages do).
+CACHE = Path(
+    os.environ.get("MAINT_CACHE_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "maint"
+)
 BRIDGE = "maintnode0"
 NODE_IP = "10.88.0.1"
+#: A bridge without an address of its own takes the lowest MAC among its ports, so a Pod's veth
+#: coming or going changes it; every Pod's ARP entry for the gateway then points at a MAC the
+#: bridge no longer answers to and replies are lost until the entry expires (seconds of
+#: connection errors on the probe as the page Pod was deleted, seen in CI). A fixed, locally
+#: administered address keeps it stable, as the CNI bridge plugin does for bridges it creates.
+BRIDGE_MAC = "02:6d:61:69:6e:01"
 POD_SUBNET = "10.88.0.0/24"
 REGISTRY_PORT = 5000
 GUARD_CHAIN = "MAINT-NODE-GUARD"
@@ -189,7 +200,7 @@ class Node:
         self.startup_seconds = time.monotonic() - began
 
     def _bridge_and_guard(self) -> None:
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
+        _run("ip", "link", "add", BRIDGE, "address", BRIDGE_MAC, "type", "bridge")
         _run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
         for command in node_host.IPTABLES:

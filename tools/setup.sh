@@ -24,6 +24,8 @@ packages=(
 # Go builds the Kubernetes binaries and Kaniko; /usr/local/go counts (Debian's is older but
 # fetches the toolchain tools/k8sbin/go.mod asks for: GOTOOLCHAIN=auto).
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
+# node runs the page's reload script in tests/unit/test_reload_script.py (any recent one will do).
+command -v node >/dev/null || packages+=(nodejs)
 
 # One dpkg-query for all: "name=ii " per installed package ("ii" = wanted and installed).
 installed=" $({ dpkg-query -W -f '${Package}=${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null || true; } \

@@ -6,6 +6,9 @@ is either permanent (the Service cannot be switched, Forbidden, a broken build):
 once; or it may pass (API outage, a wait past its deadline, a registry 5xx in the build): the
 same step runs again, with a fresh build after a failed one, until the start plus a margin
 (``transitions.after_failure``). A Service that is gone ends the target (``Ending.gone``).
+Right before each create (the build's ConfigMap and Job, the page Pod) the step in progress is
+confirmed from the database (``StepContext.confirm``): a cancel or an end recorded meanwhile
+makes it ``Superseded`` and nothing is created for a window that is no longer wanted.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ class Preparing:
                 )
                 self.preflight(item)
             built = self.plan_page(item)
-            item = self.build_image(item, built)
-            self.start_pod(item, built)
+            item = self.build_image(item, built, step=Step.PREPARE)
+            self.start_pod(item, built, step=Step.PREPARE)
             return self.ctx.move(
                 item,
                 TargetState.READY,
@@ -149,11 +152,14 @@ class Preparing:
             ports=ports,
         )
 
-    def build_image(self, item: WorkItem, built: PageBuild) -> WorkItem:
+    def build_image(self, item: WorkItem, built: PageBuild, *, step: Step) -> WorkItem:
+        """Build the page's image unless an earlier attempt did; ``step`` is the step this
+        build is part of, confirmed before anything is created (``StepContext.confirm``)."""
         if item.target.image and item.target.revision == built.revision:
             return item  # built by an earlier attempt
         ctx = self.ctx
         s = ctx.settings
+        ctx.confirm(item, step)
         created = build.start(
             ctx.api,
             plan=built.plan,
@@ -184,10 +190,12 @@ class Preparing:
             then=("build", "ok", image),
         )
 
-    def start_pod(self, item: WorkItem, built: PageBuild) -> None:
+    def start_pod(self, item: WorkItem, built: PageBuild, *, step: Step) -> None:
+        """Create the page Pod (once ``step`` is confirmed still due) and wait until Ready."""
         assert item.target.image is not None
         ctx = self.ctx
         ref = item.target.ref
+        ctx.confirm(item, step)
         created = cluster.create(
             ctx.api,
             switch.page_pod(
@@ -210,8 +218,9 @@ class Preparing:
         )
         ctx.event(item, "pod-ready", "ok", built.name)
 
-    def ensure_pod(self, item: WorkItem) -> None:
-        """Recreate the page Pod if it was deleted or evicted, then wait until it is Ready."""
+    def ensure_pod(self, item: WorkItem, *, step: Step) -> None:
+        """Recreate the page Pod if it was deleted or evicted, then wait until it is Ready
+        (``step``: the step this is part of, confirmed before the Pod is created)."""
         assert item.target.pod is not None
         ctx = self.ctx
         namespace = item.target.ref.namespace
@@ -228,7 +237,7 @@ class Preparing:
         built = self.plan_page(item)
         if built.revision != item.target.revision:
             built = _same_revision(built, item)
-        self.start_pod(item, built)
+        self.start_pod(item, built, step=step)
 
 
 def _same_revision(built: PageBuild, item: WorkItem) -> PageBuild:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from maint import build, cluster, naming, switch
 from maint.errors import BuildFailed, MaintError, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
-from maint.runner.core import PageBuild, StepContext
+from maint.runner.core import PageBuild, StepContext, Superseded
 from maint.runner.ending import Ending
 from maint.runner.prepare import Preparing, ServiceGone
 from maint.runner.transitions import Step, backoff
@@ -37,7 +37,7 @@ class Serving:
         ctx = self.ctx
         ref = item.target.ref
         try:
-            self.preparing.ensure_pod(item)
+            self.preparing.ensure_pod(item, step=Step.SWITCH)
             item = ctx.confirm(item, Step.SWITCH)
             assert item.target.pod is not None  # READY always has its page Pod
             try:
@@ -71,7 +71,7 @@ class Serving:
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
         """READY/ACTIVE: keep the page serving, follow a changed end, report foreign selectors."""
         try:
-            self.preparing.ensure_pod(item)
+            self.preparing.ensure_pod(item, step=Step.OBSERVE)
             built = self.preparing.plan_page(item)
         except ServiceGone as e:
             return self.ending.gone(item, why=str(e))
@@ -93,7 +93,9 @@ class Serving:
         self, item: WorkItem, built: PageBuild, *, reported: set[tuple[int, str]]
     ) -> WorkItem:
         """The page changed (end extended): build it, start it, move the selector from the old
-        page to the new one (never from anything else), drop the old page."""
+        page to the new one (never from anything else), drop the old page. Each of these
+        cluster writes waits until the observe is confirmed still due: a cancel or an end
+        recorded during the rebuild is ``Superseded``, and the old page serves until restored."""
         ctx = self.ctx
         old_pod = item.target.pod
         old_image = item.target.image
@@ -104,16 +106,17 @@ class Serving:
             if item.target.revision != built.revision
             else item.target,
         )
-        staged = self.preparing.build_image(staged, built)
-        self.preparing.start_pod(staged, built)
+        staged = self.preparing.build_image(staged, built, step=Step.OBSERVE)
+        self.preparing.start_pod(staged, built, step=Step.OBSERVE)
         if item.target.state is TargetState.ACTIVE:
             assert old_pod is not None
+            confirmed = ctx.confirm(staged, Step.OBSERVE)
             outcome, live = switch.move_page(
                 ctx.api,
                 ref=item.target.ref,
                 page=naming.page_selector(name=built.name),
                 previous_page=naming.page_selector(name=old_pod),
-                restore_by=item.notice.end + ctx.settings.grace(),
+                restore_by=confirmed.notice.end + ctx.settings.grace(),
             )
             if outcome is switch.MoveOutcome.FOREIGN:
                 reported.add((item.target.id, repr(sorted(live.items()))))
@@ -144,6 +147,8 @@ class Serving:
             return item
         try:
             item = self.refresh(item, built, reported=reported)
+        except Superseded:
+            raise  # not a failed rebuild: an intent came in, the runner decides again
         except MaintError as e:
             failures += 1
             delay = backoff(failures, first=ctx.settings.step_retry_delay, cap=REFRESH_MAX_DELAY)

@@ -30,7 +30,7 @@ from maint.cluster.types import (
     ServicePort,
     Termination,
 )
-from maint.cluster.watching import Progress, wait_endpoints, wait_job, wait_pod
+from maint.cluster.watching import Progress, follow_pods, wait_endpoints, wait_job, wait_pod
 
 __all__ = [
     "Cluster",
@@ -48,6 +48,7 @@ __all__ = [
     "create",
     "delete",
     "emit_event",
+    "follow_pods",
     "get_pod",
     "get_service",
     "guarded",

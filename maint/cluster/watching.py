@@ -15,12 +15,18 @@ is noticed and watched again on a fresh connection. A wait therefore returns or 
 deadline came (the last request timed out or could not connect), the wait raises
 ``ClusterUnavailable`` (a step retries it) rather than ``StepTimeout`` (which says the object
 never got there, and rolls a window back before its switch).
+
+``follow_pods`` is the one watch without a deadline: it tells of every change of some Pods until
+it is stopped. Its watches are bounded the same way, resume from the last resourceVersion (410
+Gone: afresh), and whatever ends one (an error, Forbidden, a dead stream) only pauses it.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Generator
 from contextlib import closing
@@ -38,6 +44,7 @@ from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import JobInfo, PodInfo
 from maint.errors import ClusterUnavailable, NotFound, StepTimeout
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Progress = Callable[[str], None]
 PROGRESS_EVERY = 10.0  # seconds between "still waiting" lines
@@ -45,6 +52,7 @@ WATCH_CHUNK = 30  # seconds per watch request (the server ends it): a bounded, f
 WATCH_SLACK = 2.0  # seconds of silence past a chunk's end (or the deadline): the stream is dead
 RESTART_DELAY = 0.2  # seconds before re-watching after an early end; doubles, full jitter
 RESTART_DELAY_MAX = 5.0
+FOLLOW_DELAY_MAX = 30.0  # seconds: the cap of a follow's pause after failures in a row
 _DEAD = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED})
 
 
@@ -133,6 +141,67 @@ def wait_endpoints(
                     return current()
                 streams.tick()
         streams.next(detail=f"ready endpoints: {sorted(current()) or 'none'}")
+
+
+def follow_pods(
+    cluster: Cluster,
+    *,
+    namespace: str | None,
+    label_selector: str,
+    seen: Callable[[str, PodInfo], None],
+    stop: threading.Event,
+) -> None:
+    """Until ``stop`` is set: ``seen(event type, Pod)`` for every change (ADDED, MODIFIED,
+    DELETED) of the Pods matching ``label_selector`` in ``namespace`` (None: every namespace).
+
+    Never raises: an error, a refusal or a stream that ends early is logged and the watch
+    starts again after a jittered pause that doubles up to ``FOLLOW_DELAY_MAX``; ``seen``
+    raising counts as such an error. Returns at most ``WATCH_CHUNK + WATCH_SLACK`` seconds
+    after ``stop`` is set.
+    """
+    where = f"namespace {namespace}" if namespace is not None else "all namespaces"
+    what = f"Pods {label_selector} in {where}"
+    list_fn = cluster.core.list_pod_for_all_namespaces
+    args: tuple[str, ...] = ()
+    if namespace is not None:
+        list_fn, args = cluster.core.list_namespaced_pod, (namespace,)
+    version: str | None = None  # resume here: nothing that changed between watches is lost
+    failures = 0
+    while not stop.is_set():
+        began = time.monotonic()
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                list_fn,
+                *args,
+                label_selector=label_selector,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_CHUNK,
+                _request_timeout=(CONNECT_TIMEOUT, WATCH_CHUNK + WATCH_SLACK),
+                **({"resource_version": version} if version else {}),
+            ):
+                version = stream.resource_version
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    seen(event["type"], convert.pod(event["object"]))
+                if stop.is_set():
+                    return
+        except ApiException as e:
+            if e.status == 410:  # too old to resume: the current Pods come again, as ADDED
+                version = None
+                continue
+            failures += 1
+            log.warning("%s; watching again shortly", translate(f"watching {what}", e))
+        except Exception as e:  # transport errors, and ``seen``: following never ends on one
+            failures += 1
+            log.warning("watching %s: %s: %s; again shortly", what, type(e).__name__, e)
+        else:
+            ended_early = time.monotonic() - began < 0.9 * WATCH_CHUNK
+            failures = failures + 1 if ended_early else 0
+        finally:
+            stream.stop()
+        if failures:
+            cap = min(FOLLOW_DELAY_MAX, RESTART_DELAY * 2 ** (failures - 1))
+            stop.wait(random.uniform(cap / 2, cap))
 
 
 def _wait_object(

@@ -100,6 +100,7 @@ class Runner:
         self.reported: set[tuple[int, str]] = set()
         self.rerun = False
         self.observed: dict[int, datetime] = {}
+        self.gone_pages: set[str] = set()  # page Pods deleted or evicted, not yet observed
         self.sweep_in_pass = sweep_in_pass
         self.on_step_done = on_step_done
         self.wake_at = wake_at
@@ -139,13 +140,17 @@ class Runner:
             decision = decide(item.target.state, now=now, window=self.steps.window(item))
             if decision.step is Step.WAIT:
                 continue
-            if decision.step is Step.OBSERVE and not self._observe_due(item.target.id, now):
+            urgent = self._page_is_gone(item)
+            if decision.step is Step.OBSERVE and not (
+                self._observe_due(item.target.id, now) or urgent
+            ):
                 continue
             label = f"{item.notice.id}/{item.target.ref}:{decision.step.value}"
-            if self._start(item, decision.step):
+            if self._start(item, decision.step, urgent=urgent):
                 result.started.append(label)
             else:
                 result.skipped.append(label)
+        self._forget_gone_pages(keep={item.target.pod for item in items})
         if self.sweep_in_pass:
             result.overdue = self.sweep(now=now)
         return result
@@ -164,6 +169,21 @@ class Runner:
         else:
             self.metrics.sweep_completed()
         return restored
+
+    def page_gone(self, pod: str) -> None:
+        """A page Pod was deleted or evicted (``PageWatch``): the next pass observes its
+        target, so it is recreated now rather than at the next poll."""
+        with self.lock:
+            self.gone_pages.add(pod)
+
+    def _page_is_gone(self, item: WorkItem) -> bool:
+        with self.lock:
+            return item.target.pod in self.gone_pages
+
+    def _forget_gone_pages(self, *, keep: set[str | None]) -> None:
+        """Drop what no live target serves with (our own cleanup deletes page Pods too)."""
+        with self.lock:
+            self.gone_pages &= keep
 
     def _observe_due(self, target_id: int, now: datetime) -> bool:
         """Observe (drift, refresh) once per poll interval, not on every wake-up pass:
@@ -199,14 +219,17 @@ class Runner:
         while not self._stopping.wait(self.settings.claim_ttl / 3):
             self.claims.renew_all()
 
-    def _start(self, item: WorkItem, step: Step) -> bool:
+    def _start(self, item: WorkItem, step: Step, *, urgent: bool = False) -> bool:
+        """Hand the step to a worker; False while the target is busy. ``urgent``: its page
+        Pod is gone, so even an observe must not wait for the next poll."""
         target_id = item.target.id
         with self.lock:
             if target_id in self.running:
                 # Busy (e.g. an observe right before start): look again when it finishes, not
                 # a whole poll interval later. An observe can wait for the next poll.
-                self.rerun = self.rerun or step is not Step.OBSERVE
+                self.rerun = self.rerun or step is not Step.OBSERVE or urgent
                 return False
+            self.gone_pages.discard(item.target.pod or "")
             # The claim is taken in the worker: 50 targets due at once are claimed in
             # parallel, not one database round trip after another in the pass.
             self.running[target_id] = self.pool.submit(self._claim_and_work, item, step)

@@ -9,6 +9,8 @@ The job store stays in memory; the notices tables are the source of truth (FACTS
 
 The scheduler builds its ``Runner`` (a factory taking the runner's hooks as keyword arguments:
 ``on_step_done``, ``wake_at``, ``sweep_in_pass``), so nothing is patched onto it afterwards.
+Two things besides the clock ask for a pass at once: an intent in the database (the change
+marker, polled twice a second) and a page Pod deleted or evicted (``PageWatch``, a watch).
 ``/healthz`` fails when passes stop completing or a step runs past its deadline; ``/metrics``
 on the same port serves the runner's Prometheus metrics (``maint_targets`` is counted by a job
 of its own every poll interval, so neither a scrape nor a pass waits on that count).
@@ -29,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from maint.errors import DatabaseUnavailable
 from maint.runner.health import Heartbeat, serve_health
+from maint.runner.pages import PageWatch
 from maint.runner.reconcile import Runner
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,11 @@ class Scheduler:
         self.health_port = health_port
         self.heartbeat = Heartbeat(
             stale_after=max(60.0, 4 * poll_interval), wedged=self.runner.claims.wedged
+        )
+        self.pages = PageWatch(
+            self.runner.api,
+            namespaces=self.runner.settings.allowed_target_namespaces(),
+            gone=self._page_gone,
         )
         self.stopped = threading.Event()
         self.wanted = threading.Event()
@@ -104,6 +112,7 @@ class Scheduler:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.start()
+        self.pages.start()
         health = None
         if self.health_port:
             health = serve_health(
@@ -111,6 +120,7 @@ class Scheduler:
             )
         log.info("maint run: reconcile every %.1fs", self.poll_interval)
         self.stopped.wait()
+        self.pages.stop()
         if health is not None:
             health.shutdown()
         self.scheduler.shutdown(wait=False)
@@ -146,14 +156,20 @@ class Scheduler:
             first, self.marker = self.marker is None, marker
             if not first:
                 log.info("notices changed; reconciling now")
-                if self.scheduler.running:  # its own job id: a retry armed for later stays
-                    self.scheduler.add_job(
-                        self._pass,
-                        "date",
-                        run_date=datetime.now(UTC),
-                        id="intent",
-                        replace_existing=True,
-                    )
+                self._pass_now(job="intent")
+
+    def _page_gone(self, pod: str) -> None:
+        """A page Pod was deleted or evicted: a pass now observes its target."""
+        log.info("page Pod %s is gone; reconciling now", pod)
+        self.runner.page_gone(pod)
+        self._pass_now(job="pages")
+
+    def _pass_now(self, *, job: str) -> None:
+        """A pass at once, as a date job of its own id: a retry armed for later stays."""
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self._pass, "date", run_date=datetime.now(UTC), id=job, replace_existing=True
+            )
 
     def _sweep(self) -> None:
         self.runner.sweep(now=self.runner.clock())

@@ -247,19 +247,17 @@ class App:
         """Record "end now" or "cancel": only the database is written, the runner acts.
 
         A cancel is a flag that ``decide`` reads in every state (before the switch: roll back;
-        after it: restore now), so nothing here depends on this shell's clock or settings.
+        after it: restore now). "End now" is the database's now (``set_window``), so nothing
+        here depends on this shell's clock or settings.
         """
         notice = self.store.get(notice_id)
-        now = self.clock()
         if notice.cancelled_at is not None:
             raise InvalidInput(f"notice {notice_id} is already CANCELLED (or being cancelled)")
         if notice.targets and all(t.state.terminal for t in notice.targets):
-            raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
+            raise InvalidInput(f"notice {notice_id} is already {notice.state(self.clock())}")
         if cancel:
-            return self.store.set_window(
-                notice_id, now=now, end=notice.end, cancelled=True, intent="cancel"
-            )
-        return self.store.set_window(notice_id, now=now, end=min(notice.end, now), intent="end")
+            return self.store.set_window(notice_id, cancelled=True, intent="cancel")
+        return self.store.set_window(notice_id, end_now=True, intent="end")
 
     def extend_notice(self, notice_id: int, *, end: str) -> Notice:
         """Record a new end, validated like ``notice add``; the runner moves the page."""
@@ -275,35 +273,63 @@ class App:
                 f"--end {end} makes the window longer than {MAX_WINDOW.days} days; "
                 "register a new notice for the rest"
             )
+        if new_end == notice.end:
+            raise InvalidInput(f"--end {end} is the end notice {notice_id} already has")
         if notice.targets and all(t.state.terminal for t in notice.targets):
             raise InvalidInput(f"notice {notice_id} is already {notice.state(now)}")
         if notice.cancelled_at is not None or any(
             t.state is TargetState.RESTORING for t in notice.targets
         ):
             raise InvalidInput(f"notice {notice_id} is already ending; register a new notice")
-        return self.store.set_window(
-            notice_id, now=now, end=new_end, intent="extend", check_overlap=True
-        )
+        return self.store.set_window(notice_id, end=new_end, intent="extend", check_overlap=True)
 
     def wait_settled(
         self, notice_id: int, *, timeout: float, say: Callable[[str], None]
     ) -> Notice | None:
-        """Until every target of the notice is terminal, or None after ``timeout`` seconds.
+        """Until every target of the notice is terminal (cancel, end), or None after
+        ``timeout`` seconds. Reads only the database: ``maint run`` does the work."""
+        return self._wait(notice_id, timeout=timeout, say=say, goal="finish", pending=_unsettled)
 
-        Reads only the database: the scheduler (``maint run``) does the work.
+    def wait_extended(
+        self, notice_id: int, *, timeout: float, say: Callable[[str], None]
+    ) -> Notice | None:
+        """Until the runner has acted on the notice's last extend, or None after ``timeout``.
+
+        Done for a target once a page finished after the extend was recorded (``refresh ok``
+        for a page that was READY or ACTIVE, ``prepare ok`` for one being prepared), once it
+        is SCHEDULED (its preparation will build the new end's page) or once it is terminal.
+        ``maint.io/restore-by`` moves before the rebuild, so it has moved by then too. A build
+        that started before the extend and finishes after it is rebuilt at the runner's next
+        look, which this wait does not follow.
         """
+        return self._wait(
+            notice_id, timeout=timeout, say=say, goal="serve the new end", pending=_not_extended
+        )
+
+    def _wait(
+        self,
+        notice_id: int,
+        *,
+        timeout: float,
+        say: Callable[[str], None],
+        goal: str,
+        pending: Callable[[Notice, list[Event]], list[str]],
+    ) -> Notice | None:
+        """Poll the database until ``pending`` names no target; tell what is awaited when it
+        changes and every ``WAIT_PROGRESS_EVERY`` seconds."""
         deadline = time.monotonic() + timeout
-        told = 0.0
+        told, last = 0.0, ""
         while True:
             notice = self.store.get(notice_id)
-            if all(t.state.terminal for t in notice.targets):
+            waiting = pending(notice, self.store.events(notice_id))
+            if not waiting:
                 return notice
             if time.monotonic() >= deadline:
                 return None
-            if time.monotonic() - told >= WAIT_PROGRESS_EVERY:
-                told = time.monotonic()
-                live = ", ".join(f"{t.ref} {t.state.value}" for t in notice.targets)
-                say(f"waiting for `maint run` to finish notice {notice_id}: {live}")
+            line = f"waiting for `maint run` to {goal} notice {notice_id}: {', '.join(waiting)}"
+            if line != last or time.monotonic() - told >= WAIT_PROGRESS_EVERY:
+                told, last = time.monotonic(), line
+                say(line)
             time.sleep(0.2)
 
     def render_preview(
@@ -406,6 +432,30 @@ def notice_json(
             for e in events
         ]
     return data
+
+
+def _unsettled(notice: Notice, _events: list[Event]) -> list[str]:
+    return [f"{t.ref} {t.state.value}" for t in notice.targets if not t.state.terminal]
+
+
+def _not_extended(notice: Notice, events: list[Event]) -> list[str]:
+    """Targets whose page has not been rebuilt since the notice's last extend (see
+    ``App.wait_extended``)."""
+    asked = max(
+        (i for i, e in enumerate(events) if (e.step, e.outcome) == ("extend", "requested")),
+        default=-1,
+    )
+    rebuilt = {e.target for e in events[asked + 1 :] if (e.step, e.outcome) in _PAGE_DONE}
+    return [
+        f"{t.ref} {t.state.value}"
+        for t in notice.targets
+        if t.state is not TargetState.SCHEDULED
+        and not t.state.terminal
+        and str(t.ref) not in rebuilt
+    ]
+
+
+_PAGE_DONE = {("refresh", "ok"), ("prepare", "ok")}
 
 
 def dumps(data: Any) -> str:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,8 +16,9 @@ from maint import __version__, page
 from maint.app import App, dumps, notice_json
 from maint.cluster import Write, installed
 from maint.errors import InvalidInput, MaintError
-from maint.notices import Notice
+from maint.notices import POOL_LOGGER, Notice
 from maint.notices.validation import namespace_policy
+from maint.runner.housekeeping import pending_images
 from maint.settings import Settings
 from maint.switch import preflight
 
@@ -91,7 +92,12 @@ def parser() -> argparse.ArgumentParser:
 
 def _intent(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", type=int)
-    p.add_argument("--wait", action="store_true", help="wait until `maint run` has acted")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until `maint run` has acted (cancel, end: every target finished; extend: "
+        "the page rebuilt for the new end)",
+    )
     p.add_argument(
         "--timeout", type=_seconds, default=120.0, help="seconds --wait waits (default 120)"
     )
@@ -164,8 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Loggers that stay at WARNING even with -v: botocore's DEBUG output has whole signed
-# requests, the IRSA session token (X-Amz-Security-Token) among them.
-QUIET_LOGGERS = ("kubernetes", "botocore", "boto3", "urllib3", "s3transfer")
+# requests, the IRSA session token (X-Amz-Security-Token) among them. SQLAlchemy names a pool's
+# logger after its class, so the store's pool logs under maint's name and would print "Pool
+# disposed" at INFO as every command exits.
+QUIET_LOGGERS = ("kubernetes", "botocore", "boto3", "urllib3", "s3transfer", POOL_LOGGER)
 
 
 def configure_logging(*, verbose: bool) -> None:
@@ -352,6 +360,9 @@ def _notice(app: App, args: argparse.Namespace) -> int:
         print(f"  reason  {reason}")
         for t in notice.targets:
             print(f"  target  {t.ref}  {t.state.value}  pod={t.pod or '-'}  image={t.image or '-'}")
+            pending = pending_images(events, target=str(t.ref))
+            if pending:
+                print(f"          cleanup pending: {_printable(', '.join(pending))}")
         print("  events")
         for e in events:
             print(
@@ -362,19 +373,27 @@ def _notice(app: App, args: argparse.Namespace) -> int:
     if verb in ("cancel", "end"):
         notice = app.end_notice(args.id, cancel=verb == "cancel")
         print(f"notice {notice.id}: {verb} recorded; `maint run` restores and cleans up")
-        return _wait(app, notice.id, timeout=args.timeout) if args.wait else 0
+        if not args.wait:
+            return 0
+        return _waited(app.wait_settled, notice.id, timeout=args.timeout, goal="finished")
     if verb == "extend":
         notice = app.extend_notice(args.id, end=args.end)
         print(f"notice {notice.id}: extend recorded; it now ends {notice.end.isoformat()}")
-        return 0
+        if not args.wait:
+            return 0
+        return _waited(app.wait_extended, notice.id, timeout=args.timeout, goal="rebuilt")
     raise AssertionError(verb)
 
 
-def _wait(app: App, notice_id: int, *, timeout: float) -> int:
-    done = app.wait_settled(notice_id, timeout=timeout, say=app.say)
+def _waited(
+    wait: Callable[..., Notice | None], notice_id: int, *, timeout: float, goal: str
+) -> int:
+    """``--wait``: what is awaited on stdout as it changes, the end state of every target;
+    one line on stderr and exit 1 if ``maint run`` has not got there within ``timeout``."""
+    done = wait(notice_id, timeout=timeout, say=_say_now)
     if done is None:
         print(
-            f"maint: notice {notice_id} not finished after {timeout:g}s; "
+            f"maint: notice {notice_id} not {goal} after {timeout:g}s; "
             "is `maint run` running against this database?",
             file=sys.stderr,
         )
@@ -382,6 +401,10 @@ def _wait(app: App, notice_id: int, *, timeout: float) -> int:
     for t in done.targets:
         print(f"notice {notice_id} {t.ref}: {t.state.value}")
     return 0
+
+
+def _say_now(line: str) -> None:
+    print(line, flush=True)
 
 
 def _run(app: App, *, once: bool) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ class NoticeStore:
                 end_at=new.end,
                 display_zone=new.display_zone,
                 created_at=now,
-                updated_at=now,
+                updated_at=_next_marker(session),
             )
             row.targets = [
                 TargetRow(
@@ -195,24 +195,28 @@ class NoticeStore:
         self,
         notice_id: int,
         *,
-        now: datetime,
-        end: datetime,
+        end: datetime | None = None,
+        end_now: bool = False,
         cancelled: bool = False,
         intent: str = "",
         check_overlap: bool = False,
     ) -> Notice:
         """Record an operator's intent: move the end (extend, end now) or mark it cancelled.
 
-        Only data: the running scheduler sees ``updated_at`` move (``change_marker``) and acts.
-        ``intent`` is written to the event log in the same transaction. ``check_overlap``
-        (extend): ``InvalidInput``, nothing written, if the new window overlaps another notice
-        on one of its Services; checked under the same per-Service lock as ``add``.
+        Only data: the running scheduler sees the change marker move (``change_marker``) and
+        acts. Every time written here is the database's, never the caller's clock: ``end_now``
+        ends the window at the database's now (if it ends later), and the marker, the cancel
+        time, the targets' due time and the event all carry that time. ``end`` sets a new end
+        (extend). ``intent`` is written to the event log in the same transaction.
+        ``check_overlap`` (extend): ``InvalidInput``, nothing written, if the new window
+        overlaps another notice on one of its Services; checked under the same per-Service lock
+        as ``add``.
         """
         with self._session() as session, session.begin():
             row = session.get(NoticeRow, notice_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
-            if check_overlap and row.maintenance:
+            if end is not None and check_overlap and row.maintenance:
                 refs = [ServiceRef(namespace=t.namespace, name=t.service) for t in row.targets]
                 _lock_services(session, refs)
                 for ref in refs:
@@ -222,7 +226,11 @@ class NoticeStore:
                             f"--end {end.isoformat()} overlaps maintenance notice {clash} on "
                             f"{ref}; pick an earlier end or cancel notice {clash}"
                         )
-            row.end_at = end
+            now = _next_marker(session)
+            if end is not None:
+                row.end_at = end
+            if end_now:
+                row.end_at = min(row.end_at, now)
             row.updated_at = now
             if cancelled:
                 row.cancelled_at = now
@@ -237,14 +245,15 @@ class NoticeStore:
                         at=now,
                         step=intent,
                         outcome="requested",
-                        detail=f"ends {end.isoformat()}" if not cancelled else "",
+                        detail=f"ends {row.end_at.isoformat()}" if not cancelled else "",
                     )
                 )
             session.flush()
             return _notice(row)
 
     def change_marker(self) -> datetime | None:
-        """Moves whenever a notice is added or an operator records an intent (one index probe)."""
+        """Moves whenever a notice is added or an operator records an intent (one index probe):
+        ``max(updated_at)``, which only ``_next_marker`` writes."""
         with self._session() as session:
             return session.scalar(select(func.max(NoticeRow.updated_at)))
 
@@ -575,6 +584,10 @@ class _BoundedConnection(psycopg.Connection[Any]):
             ) from None
 
 
+# SQLAlchemy logs a pool under its class's module and name: this one sits inside maint's tree.
+POOL_LOGGER = f"{_Pool.__module__}.{_Pool.__qualname__}"
+
+
 @dataclass(frozen=True)
 class Claim:
     """A claim this replica took: the target, who, and which generation (``NoticeStore.claim``)."""
@@ -655,6 +668,25 @@ def _db_time_postgresql(element: _DbTime, compiler: SQLCompiler, **kw: Any) -> s
     return f"((clock_timestamp() AT TIME ZONE 'UTC') + make_interval(secs => {seconds}))"
 
 
+def _next_marker(session: Session) -> datetime:
+    """The next value of the change marker (``notices.updated_at``), in this transaction.
+
+    The database's clock, not the writer's: a CLI whose clock is behind the newest marker would
+    not move ``max(updated_at)``, and the scheduler would see its intent only at its next poll.
+    And at least a microsecond past the newest marker, so it moves even when two writes share
+    a clock tick or the database's clock steps back. Taken under one lock until commit
+    (PostgreSQL: an advisory lock; SQLite: ``BEGIN IMMEDIATE`` serialises writers anyway), so
+    markers are committed in the order of their values and a poll never skips one.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_MARKER_LOCK)))
+    now, newest = session.execute(select(_DbTime(0.0), func.max(NoticeRow.updated_at))).one()
+    now = now.replace(tzinfo=UTC)
+    if newest is not None and now <= newest:
+        return newest + timedelta(microseconds=1)
+    return now
+
+
 def _lock_services(session: Session, refs: Collection[ServiceRef]) -> None:
     """PostgreSQL: a transaction-scoped advisory lock per Service, in one global order (no
     deadlock between two notices naming the same Services in another order). Released at
@@ -667,8 +699,15 @@ def _lock_services(session: Session, refs: Collection[ServiceRef]) -> None:
 
 def _lock_key(ref: ServiceRef) -> int:
     """A stable signed 64-bit key (Python's ``hash`` changes between processes)."""
-    digest = hashlib.sha256(f"maint/notice-overlap/{ref.namespace}/{ref.name}".encode()).digest()
+    return _key(f"maint/notice-overlap/{ref.namespace}/{ref.name}")
+
+
+def _key(name: str) -> int:
+    digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+_MARKER_LOCK = _key("maint/change-marker")
 
 
 def _overlapping(

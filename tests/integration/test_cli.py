@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client import CoreV1Api
 
 from maint.cli import main
-from maint.notices import NoticeStore
+from maint.notices import Event, Notice, NoticeStore, ServiceRef
 from maint.notices.types import NewNotice
 from tests.support.window import make_app
 
@@ -255,6 +255,104 @@ def test_cancel_before_start_marks_the_notice_cancelled(cli):
     assert code == 0, err
     _, out, _ = cli("notice", "show", str(notice_id), "-o", "json")
     assert json.loads(out)["state"] == "CANCELLED"
+
+
+def _window(cli, *, start: float = 30, end: float = 90) -> dict:
+    code, out, err = cli(
+        "notice",
+        "add",
+        "--title",
+        "T",
+        "--reason",
+        "R",
+        "--start",
+        iso(start),
+        "--end",
+        iso(end),
+        "--target",
+        f"{cli.namespace}/web",
+        "-o",
+        "json",
+    )
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _open_window(cli) -> Notice:
+    """A maintenance window on ``web`` that started an hour ago and ends in an hour."""
+    store = NoticeStore(cli.database_url)
+    try:
+        now = datetime.now(UTC).replace(microsecond=0)
+        return store.add(
+            NewNotice(
+                title="T",
+                reason="R",
+                lang="en",
+                maintenance=True,
+                start=now - timedelta(hours=1),
+                end=now + timedelta(hours=1),
+                targets=(ServiceRef(namespace=cli.namespace, name="web"),),
+            ),
+            now=now,
+            due_at=now,
+        )
+    finally:
+        store.close()
+
+
+BAD_EXTENDS = [
+    # (case, the new end, message)
+    (
+        "more than 14 days after the start",
+        lambda n: n.start + timedelta(days=14, minutes=1),
+        "longer than 14 days",
+    ),
+    ("in the past", lambda n: datetime.now(UTC) - timedelta(minutes=10), "in the past"),
+    ("the end it already has", lambda n: n.end, "the end notice"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "new_end", "message"), BAD_EXTENDS, ids=[c[0] for c in BAD_EXTENDS]
+)
+def test_bad_notice_extend_exits_2_with_one_line_and_changes_nothing(cli, case, new_end, message):
+    notice = _open_window(cli)
+    end = new_end(notice).isoformat()
+    code, out, err = cli("notice", "extend", str(notice.id), "--end", end)
+    assert code == 2, (case, out, err)
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    _, out, _ = cli("notice", "show", str(notice.id), "-o", "json")
+    shown = json.loads(out)
+    assert datetime.fromisoformat(shown["end"]) == notice.end
+    assert [(e["step"], e["outcome"]) for e in shown["events"]] == [("register", "ok")]
+
+
+def test_notice_show_lists_a_targets_pending_image_cleanup(cli):
+    added = _window(cli)
+    image = f"registry.example/maint-page@sha256:{'ab' * 32}"
+    other = f"registry.example/maint-page@sha256:{'cd' * 32}"
+    store = NoticeStore(cli.database_url)
+    try:
+        for outcome, digest in (("pending", image), ("pending", other), ("ok", other)):
+            store.record(
+                Event(
+                    at=datetime.now(UTC),
+                    notice_id=added["id"],
+                    target=f"{cli.namespace}/web",
+                    step="cleanup",
+                    outcome=outcome,
+                    detail=f"image {digest}: registry refused; retrying in the background",
+                )
+            )
+    finally:
+        store.close()
+    code, out, _ = cli("notice", "show", str(added["id"]))
+    assert code == 0
+    lines = out.splitlines()
+    target = next(i for i, line in enumerate(lines) if line.startswith("  target  "))
+    assert lines[target + 1] == f"          cleanup pending: {image}"
+    assert other not in "\n".join(lines[: lines.index("  events")])
 
 
 def test_invalid_utf8_bytes_in_argv_exit_2_with_one_line(cli):

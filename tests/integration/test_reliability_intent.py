@@ -2,20 +2,27 @@
 
 The CLI only writes the database: it is given a kubeconfig that reaches no API server at all,
 so any Kubernetes call it made would fail the command. The running scheduler (polling every
-15 s, so a poll cannot be what acts) picks the intent up from the change marker.
+15 s, so a poll cannot be what acts) picks the intent up from the change marker, whatever the
+CLI's clock says. ``--wait`` tells what it waits for and returns at the end state, or says in
+one line that nothing acted.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 from kubernetes.client import BatchV1Api
 
 from maint import naming
+from maint.app import App
 from maint.notices import TargetState
+from maint.runner import utcnow
+from maint.settings import Settings
 from tests.support.processes import Stage, maint, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
@@ -39,10 +46,14 @@ def _unreachable(path: Path) -> Path:
 
 def _cli(stage: Stage, *args: str, **settings: object) -> float:
     """Run a CLI command with no reachable API server; the time it exited."""
-    kubeconfig = _unreachable(stage.workdir / "kubeconfig-unreachable")
-    done = maint(*args, env=stage.env(kubeconfig=str(kubeconfig), **settings))
+    done = _run_cli(stage, *args, **settings)
     assert done.returncode == 0, f"maint {' '.join(args)}: {done.stderr}"
     return time.monotonic()
+
+
+def _run_cli(stage: Stage, *args: str, **settings: object) -> CompletedProcess[str]:
+    kubeconfig = _unreachable(stage.workdir / "kubeconfig-unreachable")
+    return maint(*args, env=stage.env(kubeconfig=str(kubeconfig), **settings))
 
 
 def _state(stage: Stage, notice_id: int) -> TargetState:
@@ -116,6 +127,102 @@ def test_end_from_a_shell_with_other_settings_leaves_another_live_window_untouch
     assert stage.notice(live.id).targets[0].pod == pod
     assert stage.selector("other") == naming.page_selector(name=pod)
     assert not [e for e in stage.events(live.id) if e.step == "refresh"]
+
+
+SKEWED = [("cancel", -1), ("end", -1), ("end", +1)]  # (verb, hours the CLI's clock is off)
+
+
+@pytest.mark.parametrize(("verb", "hours"), SKEWED, ids=[f"{v}-clock{h:+d}h" for v, h in SKEWED])
+def test_intent_from_a_cli_with_a_skewed_clock_restores_within_2s(stage, verb, hours, capsys):
+    # A CLI an hour behind must still move the change marker; one an hour ahead must not push
+    # "end now" an hour out. The poll (60 s) is far from the 2 s the intent may take.
+    notice = stage.add(start_in=5, length=600)
+    _announce(stage)  # a newer notice: the newest marker is not the ended one's
+    stage.run(poll_interval=60)
+    _reach(stage, notice.id, TargetState.ACTIVE)
+    # Let the switch's step and the passes around it finish: from here on only the change
+    # marker (or the poll, a minute away) makes the scheduler look again.
+    time.sleep(3)
+    kubeconfig = _unreachable(stage.workdir / "kubeconfig-unreachable")
+    skewed = App(
+        settings=Settings(**stage.values(kubeconfig=str(kubeconfig))),
+        clock=lambda: utcnow() + timedelta(hours=hours),
+    )
+    try:
+        skewed.end_notice(notice.id, cancel=verb == "cancel")
+    finally:
+        skewed.close()
+    exited = time.monotonic()
+    wait_until(lambda: stage.restored(), timeout=10, what=f"the restore\n{stage.logs()}")
+    took = time.monotonic() - exited
+    _reach(stage, notice.id, TargetState.COMPLETED, timeout=20)
+    assert took < 2.0, f"restored {took:.2f}s after `notice {verb}` from a clock {hours:+d}h off"
+    with capsys.disabled():
+        print(f"\nnotice {verb} from a clock {hours:+d}h off: restored {took:.2f}s after it")
+
+
+def test_wait_tells_what_it_waits_for_and_returns_at_the_end_state(stage):
+    notice = stage.add(start_in=5, length=600)
+    new_end = (notice.end + timedelta(minutes=20)).replace(microsecond=0)
+    new_page = stage.page_name(notice.id, end=new_end)
+    stage.arrange_build(notice.id, end=new_end)
+    stage.run(poll_interval=POLL)
+    _reach(stage, notice.id, TargetState.ACTIVE)
+    target = f"{stage.namespace}/web"
+
+    # extend --wait: done once the page for the new end serves.
+    args = ["notice", "extend", str(notice.id), "--end", new_end.isoformat()]
+    done = _run_cli(stage, *args, "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stderr
+    assert "maint:" not in done.stderr  # no error (SQLAlchemy may log its pool at INFO)
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"notice {notice.id}: extend recorded; it now ends {new_end.isoformat()}"
+    assert (
+        f"waiting for `maint run` to serve the new end notice {notice.id}: {target} ACTIVE" in lines
+    )
+    assert lines[-1] == f"notice {notice.id} {target}: ACTIVE"
+    assert stage.notice(notice.id).targets[0].pod == new_page  # already, not eventually
+    assert stage.selector() == naming.page_selector(name=new_page)
+    assert ("refresh", "ok") in {(e.step, e.outcome) for e in stage.events(notice.id)}
+
+    # end --wait: done once every target is terminal.
+    done = _run_cli(stage, "notice", "end", str(notice.id), "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stderr
+    assert "maint:" not in done.stderr  # no error (SQLAlchemy may log its pool at INFO)
+    lines = done.stdout.splitlines()
+    assert f"waiting for `maint run` to finish notice {notice.id}: {target} ACTIVE" in lines
+    assert lines[-1] == f"notice {notice.id} {target}: COMPLETED"
+    assert stage.notice(notice.id).targets[0].state is TargetState.COMPLETED
+    assert stage.restored()
+
+
+@pytest.mark.parametrize("verb", ["cancel", "end"])
+def test_wait_without_a_running_scheduler_times_out_with_one_line(stage, verb):
+    notice = stage.add(start_in=600, length=600)
+    began = time.monotonic()
+    done = _run_cli(stage, "notice", verb, str(notice.id), "--wait", "--timeout", "2")
+    took = time.monotonic() - began
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"maint: notice {notice.id} not finished after 2s; "
+        "is `maint run` running against this database?"
+    ]
+    assert done.stdout.splitlines()[0].startswith(f"notice {notice.id}: {verb} recorded")
+    assert 2 <= took < 10
+    assert stage.notice(notice.id).targets[0].state is TargetState.SCHEDULED
+
+
+def _announce(stage: Stage) -> None:
+    start = utcnow() + timedelta(hours=1)
+    stage.app.add_notice(
+        title="Heads-up",
+        reason="Later this week",
+        start=start.isoformat(),
+        end=(start + timedelta(hours=1)).isoformat(),
+        targets=[],
+        lang="en",
+        maintenance=False,
+    )
 
 
 def _jobs(stage: Stage) -> list:

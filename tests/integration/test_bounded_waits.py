@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,7 +35,7 @@ from maint.cluster import calls, connection, watching
 from maint.errors import ClusterUnavailable, MaintError
 from maint.notices import TargetState
 from tests.support.faults import ApiProxy, Exchange, Fault
-from tests.support.processes import Stage, make_stage, wait_until
+from tests.support.processes import wait_until
 from tests.support.window import make_app
 
 pytestmark = [pytest.mark.k8s]
@@ -274,25 +275,14 @@ def test_the_clients_sockets_keep_alive_and_time_out_unacknowledged_data(control
 
 
 @pytest.fixture
-def stage(
-    control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path, proxy
-) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-        kubeconfig=proxy.kubeconfig(tmp_path / "kubeconfig-proxy"),
-        pod_ready_timeout=WAIT,
-        endpoints_timeout=WAIT,
-        build_timeout=10,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_kubeconfig(proxy, tmp_path) -> Path:
+    """``maint run`` reaches the API server through the proxy that black-holes its watches."""
+    return proxy.kubeconfig(tmp_path / "kubeconfig-proxy")
+
+
+@pytest.fixture
+def stage_settings() -> dict[str, Any]:
+    return {"pod_ready_timeout": WAIT, "endpoints_timeout": WAIT, "build_timeout": 10}
 
 
 @pytest.mark.registry

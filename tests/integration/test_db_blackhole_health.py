@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from maint.notices import TargetState
 from tests.support.faults import TcpProxy
-from tests.support.processes import FAST_SETTINGS, MaintRun, Stage, make_stage, wait_until
+from tests.support.processes import FAST_SETTINGS, MaintRun, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 
@@ -40,20 +41,8 @@ LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ERROR maint\.run
 
 
 @pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path,
-        restore_grace=GRACE,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_settings() -> dict[str, Any]:
+    return {"restore_grace": GRACE}
 
 
 @pytest.fixture

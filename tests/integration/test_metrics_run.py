@@ -5,31 +5,20 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from maint.notices import TargetState
-from tests.support.processes import Stage, make_stage, wait_until
+from tests.support.processes import wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
 
 @pytest.fixture
-def stage(control_plane, k8s, kubelet, oci_registry, database_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=database_url,
-        workdir=tmp_path,
-    )
-    try:
-        yield made
-    finally:
-        made.close()
+def stage_database_url(database_url: str) -> str:
+    """Both databases: the metrics come from the runner, whichever store it uses."""
+    return database_url
 
 
 def _free_port() -> int:

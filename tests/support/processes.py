@@ -698,24 +698,31 @@ def stage_kubeconfig() -> Path | None:
 
 
 @pytest.fixture
+def stage_database_url(postgres_url: str) -> str:
+    """The database of this module's stage: PostgreSQL (override the fixture in a module, e.g.
+    with ``database_url`` to run its tests on SQLite too)."""
+    return postgres_url
+
+
+@pytest.fixture
 def stage(
     control_plane: Any,
     k8s: ApiClient,
     kubelet: Any,
     oci_registry: Any,
-    postgres_url: str,
+    stage_database_url: str,
     tmp_path: Path,
     stage_settings: dict[str, Any],
     stage_kubeconfig: Path | None,
 ) -> Iterator[Stage]:
-    """One ``Stage`` per test on PostgreSQL: the app, a build namespace, and ``maint`` wired
-    with ``stage_settings`` through ``stage_kubeconfig``."""
+    """One ``Stage`` per test on ``stage_database_url``: the app, a build namespace, and
+    ``maint`` wired with ``stage_settings`` through ``stage_kubeconfig``."""
     made = make_stage(
         control_plane=control_plane,
         k8s=k8s,
         kubelet=kubelet,
         registry=oci_registry,
-        database_url=postgres_url,
+        database_url=stage_database_url,
         workdir=tmp_path,
         kubeconfig=stage_kubeconfig,
         **stage_settings,

@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     endpoints_timeout: float = Field(default=60.0, gt=0)
     """Seconds for the Service's EndpointSlices to follow a selector change."""
 
+    page_drain: int = Field(default=5, ge=0, le=300)
+    """Seconds a page Pod keeps answering after it was deleted (a preStop sleep). The
+    EndpointSlice drops the page as soon as the selector is restored, but every node's
+    kube-proxy, and any ingress or load balancer that follows the EndpointSlices, stops sending
+    new connections to it only when it has caught up: deleted at once, the page refused those
+    connections and then dropped them (seen on a real node). 5 s covers a kube-proxy sync on a
+    busy node with margin and keeps a page Pod that someone deleted mid-window (it drains too,
+    and its successor has its name) back within about 6 s. The window's state never waits."""
+
     restore_grace: float = Field(default=300.0, ge=0)
     """Seconds after ``end`` before a forced restore from the Service annotation alone. Gives a
     normal restore (with its cleanup and retries) five minutes before the safety net acts."""

@@ -204,6 +204,7 @@ class Preparing:
                 labels=built.plan.labels,
                 image=item.target.image,
                 ports=built.ports,
+                drain=ctx.settings.page_drain,
             ),
         )
         ctx.event(item, "pod", "created" if created else "exists", f"{ref.namespace}/{built.name}")

@@ -51,7 +51,10 @@ def page_pod(
     labels: Mapping[str, str],
     image: str,
     ports: Sequence[ContainerPort],
+    drain: int,
 ) -> Manifest:
+    """The page Pod; once deleted it keeps serving for ``drain`` seconds (Settings.page_drain)
+    so clients whose kube-proxy still routes to it get the page, not a refused connection."""
     probe = {
         "httpGet": {"path": "/healthz", "port": ports[0].number},
         "periodSeconds": 2,
@@ -65,7 +68,8 @@ def page_pod(
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": 5,
+            # The drain, then nginx's own shutdown.
+            "terminationGracePeriodSeconds": drain + 5,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": PAGE_UID,
@@ -85,6 +89,7 @@ def page_pod(
                     ],
                     "readinessProbe": probe,
                     "livenessProbe": probe | {"periodSeconds": 10},
+                    "lifecycle": {"preStop": {"sleep": {"seconds": drain}}},
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
                         "readOnlyRootFilesystem": True,

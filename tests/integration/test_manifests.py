@@ -606,6 +606,7 @@ def _maint_pod(namespace: str, *, repository: str) -> dict:
         labels=naming.labels(notice_id=7, target=target) | {naming.PAGE_LABEL: name},
         image=f"{repository}@sha256:{'ab' * 32}",
         ports=[ContainerPort(number=8080, name="http")],
+        drain=10,
     )
 
 

@@ -143,6 +143,7 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
             labels=labels,
             image=f"registry.example/maint-page@sha256:{'0' * 64}",
             ports=[ContainerPort(number=8080, name="http")],
+            drain=10,
         ),
     )
     api = cluster.connect(kubeconfig=str(control_plane.kubeconfig))

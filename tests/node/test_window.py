@@ -71,6 +71,32 @@ def test_two_targets_one_with_target_port_80_switch_and_restore_together(
 
 
 @pytest.mark.timeout(900)
+def test_a_kube_proxy_that_lags_behind_the_restore_still_routes_clients_to_the_page(
+    maint_deployed: Node, sample_app: str
+) -> None:
+    """kube-proxy frozen from just before the end until 2.5 s after it: clients keep being routed
+    to the page Pod although the EndpointSlice already lists the app. The page keeps answering
+    503 (MAINT_PAGE_DRAIN, a preStop sleep) until kube-proxy catches up, then the app answers;
+    a page Pod deleted at once made those clients' connections fail."""
+    node = maint_deployed
+    with Probe(sample_app, 80) as probe:
+        notice_id, start, end = open_window(node, ["shop/web"], title=TITLE, lead_s=25, length_s=10)
+        time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds() - 0.5))
+        with node.paused("kube-proxy"):
+            time.sleep(3)
+        shown = wait_for_states(node, notice_id, {"COMPLETED", "FAILED"}, within_s=120)
+        time.sleep(2)
+    line = timeline(probe, start, end)
+    print(f"\nprobe timeline, kube-proxy frozen 3 s at the end (notice {notice_id}):")
+    print(line.render())
+    assert shown["targets"][0]["state"] == "COMPLETED", shown["events"]
+    assert probe.statuses() == [200, 503, 200], probe.errors()[:3]
+    assert line.first_200_after is not None
+    assert (line.first_200_after - end).total_seconds() >= 2, "kube-proxy was frozen"
+    assert leftovers(node, notice_id, [shown["targets"][0]["image"]]) == ""
+
+
+@pytest.mark.timeout(900)
 def test_restart_of_the_maint_pod_mid_window_still_ends_on_time(
     maint_deployed: Node, sample_app: str
 ) -> None:

@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,6 +244,17 @@ class Node:
                 start_new_session=True,
             )
         self._processes.append(_Process(name, process, log))
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """``name`` (e.g. kube-proxy) frozen with SIGSTOP inside the block: a component that
+        lags behind the API server, as one on a busy node does."""
+        (entry,) = [e for e in self._processes if e.name == name]
+        os.kill(entry.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(entry.process.pid, signal.SIGCONT)
 
     def _wait_http(self, url: str, what: str) -> None:
         def answers() -> bool:

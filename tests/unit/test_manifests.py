@@ -48,6 +48,7 @@ def test_page_pod_meets_pod_security_restricted():
         labels={"a": "b"},
         image="r/x@sha256:" + "0" * 64,
         ports=[ContainerPort(8080), ContainerPort(8081, "http")],
+        drain=10,
     )
     spec = pod["spec"]
     container = spec["containers"][0]
@@ -65,8 +66,20 @@ def test_page_pod_meets_pod_security_restricted():
     assert "sysctls" not in spec["securityContext"]
 
 
+def test_a_deleted_page_pod_keeps_serving_for_the_drain_then_stops():
+    """Deleted after the restore, the page still answers while every kube-proxy catches up."""
+    pod = page_pod(
+        name="p", namespace="s", labels={}, image="i", ports=[ContainerPort(80)], drain=7
+    )
+    container = pod["spec"]["containers"][0]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 7}}}
+    assert pod["spec"]["terminationGracePeriodSeconds"] > 7
+
+
 def test_page_pod_for_a_low_port_allows_unprivileged_binding_by_safe_sysctl():
-    pod = page_pod(name="p", namespace="s", labels={}, image="i", ports=[ContainerPort(80)])
+    pod = page_pod(
+        name="p", namespace="s", labels={}, image="i", ports=[ContainerPort(80)], drain=0
+    )
     assert pod["spec"]["securityContext"]["sysctls"] == [
         {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
     ]

@@ -4,8 +4,12 @@
 # With Docker and kind: a kind cluster with a local registry (tools/kind-up.sh), maint's image
 # built and pushed, manifests/overlays/kind applied, the sample app, a notice starting in 30 s
 # for 60 s, and the timeline of maint's event log and of HTTP answers through the Service.
-# Without them: the same flow on the local control plane the tests use (tools/demo.py local),
-# labelled plainly as simulated nodes without containers.
+# Without them, as root on Linux: the real node of the test suite (tools/demo_node.py): real
+# containerd, kubelet, kube-proxy, Kaniko and nginx, maint as its own Deployment, and a client's
+# answers through the ClusterIP next to maint's event log. Its packages, binaries and images are
+# installed and built first (once; cached in ~/.cache/maint).
+# Only where neither can run: the same flow on the local control plane the tests use
+# (tools/demo.py local), labelled plainly as simulated nodes without containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
@@ -26,7 +30,21 @@ if [ -n "$why" ]; then
   # The local control plane's binaries: KUBEBUILDER_ASSETS, the cache, or a one-time build.
   KUBEBUILDER_ASSETS="$(tools/k8sbin/build.sh)"
   export KUBEBUILDER_ASSETS
-  exec "$py" tools/demo.py local --reason "$why"
+  no_node=""
+  if [ "$(id -u)" != 0 ] || [ "$(uname -s)" != Linux ]; then
+    no_node="the real node needs root on Linux"
+  else
+    echo "* kind cannot run here ($why): the real node instead"
+    echo "* its packages, binaries and images (built once, cached in ~/.cache/maint)"
+    if ! { tools/setup.sh && tools/k8sbin/build.sh node >/dev/null &&
+           tools/nodeimages/build.sh --build-only; }; then
+      no_node="the real node's set-up failed (see above)"
+    fi
+  fi
+  if [ -z "$no_node" ]; then
+    exec "$py" tools/demo_node.py --assets "$KUBEBUILDER_ASSETS"
+  fi
+  exec "$py" tools/demo.py local --reason "$why; $no_node"
 fi
 
 context=kind-maint

@@ -10,6 +10,7 @@ from kubernetes.client import CoreV1Api, EventsV1Api
 from maint import cluster
 from maint.notices import Event, TargetState
 from maint.runner.announce import KubernetesEvents
+from maint.runner.transitions import PREPARE_MARGIN
 from tests.support.kubelet import JobResult
 from tests.support.window import make_app, open_window
 
@@ -133,3 +134,57 @@ def test_a_blocker_that_appears_after_notice_add_is_told_at_prepare(
     assert sorted(e.reason for e in told) == ["PreflightBlocked", "Prepared"]
     (blocked,) = [e for e in told if e.reason == "PreflightBlocked"]
     assert blocked.type == "Warning" and "Flux" in blocked.note
+
+
+def test_a_rolled_back_window_is_told_on_the_service(
+    control_plane, k8s, namespace, database_url, kubelet, oci_registry
+):
+    """A build that keeps failing past the start (and its margin) rolls the window back: the
+    Service says so, as a Warning."""
+    kubelet.default_job_result = JobResult(succeeded=False, message="error building image")
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+    ) as window:
+        notice = window.add(start_in=600, length=600)
+        window.step()  # a failed build is retried until the start plus PREPARE_MARGIN
+        window.clock.at(notice.start + PREPARE_MARGIN)
+        window.step()
+        assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
+    told = _maints(k8s, namespace)
+    assert [(e.reason, e.type) for e in told] == [("RolledBack", "Warning")]
+    assert f"notice {notice.id}: rollback ok" in told[0].note
+
+
+def test_a_restore_that_finds_someone_elses_selector_is_told_on_the_service(
+    control_plane, k8s, namespace, database_url, kubelet, oci_registry
+):
+    """Someone points the Service elsewhere during the window: maint never overwrites it, and
+    the Service's Events carry the conflict as a Warning, after Prepared and Switched."""
+    digest = oci_registry.push_image("maint-page")
+    kubelet.default_job_result = JobResult(succeeded=True, message=digest)
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+    ) as window:
+        notice = window.add(start_in=600, length=600)
+        window.step()
+        window.clock.at(notice.start)
+        window.step()
+        CoreV1Api(k8s).patch_namespaced_service(
+            "web", namespace, [{"op": "replace", "path": "/spec/selector", "value": {"x": "y"}}]
+        )
+        window.clock.at(notice.end)
+        window.step()
+        assert window.notice(notice.id).targets[0].state is TargetState.FAILED
+    told = sorted(_maints(k8s, namespace), key=lambda e: e.event_time)
+    reasons = [e.reason for e in told]
+    assert reasons[:2] == ["Prepared", "Switched"] and "RestoreConflict" in reasons, reasons
+    (conflict,) = [e for e in told if e.reason == "RestoreConflict"]
+    assert conflict.type == "Warning" and "not overwritten" in conflict.note

@@ -9,7 +9,7 @@ from maint.cluster.creating import create
 from maint.cluster.deleting import delete
 from maint.cluster.events import emit as emit_event
 from maint.cluster.guard import Write, guarded, installed
-from maint.cluster.inspecting import Surroundings, surroundings
+from maint.cluster.inspecting import AppIngress, Surroundings, app_ingress, surroundings
 from maint.cluster.patching import json_patch_service, pointer
 from maint.cluster.reading import (
     get_pod,
@@ -33,6 +33,7 @@ from maint.cluster.types import (
 from maint.cluster.watching import Progress, follow_pods, wait_endpoints, wait_job, wait_pod
 
 __all__ = [
+    "AppIngress",
     "Cluster",
     "JobInfo",
     "Manifest",
@@ -44,6 +45,7 @@ __all__ = [
     "Surroundings",
     "Termination",
     "Write",
+    "app_ingress",
     "connect",
     "create",
     "delete",

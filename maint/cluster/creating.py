@@ -13,6 +13,7 @@ _CREATORS = {
     "Pod": ("core", "create_namespaced_pod"),
     "ConfigMap": ("core", "create_namespaced_config_map"),
     "Job": ("batch", "create_namespaced_job"),
+    "NetworkPolicy": ("networking", "create_namespaced_network_policy"),
 }
 
 

@@ -11,6 +11,7 @@ _DELETERS = {
     "Pod": ("core", "delete_namespaced_pod"),
     "ConfigMap": ("core", "delete_namespaced_config_map"),
     "Job": ("batch", "delete_namespaced_job"),
+    "NetworkPolicy": ("networking", "delete_namespaced_network_policy"),
 }
 
 

@@ -1,4 +1,5 @@
-"""What surrounds a Service, read once for the preflight (``maint plan``).
+"""What surrounds a Service, read once for the preflight (``maint plan``) and, at prepare,
+for the page's NetworkPolicy (``app_ingress``).
 
 Everything is read as the API's JSON (``_preload_content=False``): the preflight needs fields
 maint's snapshots leave out (labels, ``managedFields``, traffic policies, NetworkPolicy rules),
@@ -91,3 +92,30 @@ def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:
 def _items(what: str, fn: Any, *args: Any, **kwargs: Any) -> list[Object]:
     items: list[Object] = raw_json(what, fn, *args, **kwargs).get("items") or []
     return items
+
+
+@dataclass(frozen=True)
+class AppIngress:
+    """What the page's NetworkPolicy is built from (``switch.netpol``), as the API has it."""
+
+    pods: list[Object]
+    """The Pods the Service's original selector selects (their labels and container ports)."""
+    network_policies: list[Object]
+    """Every NetworkPolicy of the namespace."""
+
+
+def app_ingress(cluster: Cluster, *, namespace: str, selector: dict[str, str]) -> AppIngress:
+    """The app's Pods and the namespace's NetworkPolicies; ``Forbidden`` when maint may not
+    list policies there (the caller decides: the preflight has already warned)."""
+    pods = _items(
+        f"list Pods in {namespace} selected by {selector}",
+        cluster.core.list_namespaced_pod,
+        namespace,
+        label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+    )
+    policies = _items(
+        f"list NetworkPolicies in {namespace}",
+        cluster.networking.list_namespaced_network_policy,
+        namespace,
+    )
+    return AppIngress(pods=pods, network_policies=policies)

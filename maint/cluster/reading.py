@@ -118,7 +118,7 @@ def ready_endpoint_pods(cluster: Cluster, *, namespace: str, service: str) -> se
 def list_managed(
     cluster: Cluster, *, kind: str, labels: dict[str, str], namespace: str | None = None
 ) -> list[ObjectRef]:
-    """Objects of ``kind`` (Pod, Job, ConfigMap) carrying all ``labels``."""
+    """Objects of ``kind`` (Pod, Job, ConfigMap, NetworkPolicy) carrying all ``labels``."""
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     api, namespaced, everywhere = _LISTERS[kind]
     group = getattr(cluster, api)
@@ -150,4 +150,9 @@ _LISTERS = {
     "Pod": ("core", "list_namespaced_pod", "list_pod_for_all_namespaces"),
     "ConfigMap": ("core", "list_namespaced_config_map", "list_config_map_for_all_namespaces"),
     "Job": ("batch", "list_namespaced_job", "list_job_for_all_namespaces"),
+    "NetworkPolicy": (
+        "networking",
+        "list_namespaced_network_policy",
+        "list_network_policy_for_all_namespaces",
+    ),
 }

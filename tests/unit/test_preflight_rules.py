@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from maint.cluster import Surroundings
-from maint.switch.preflight import BLOCK, CHECKS, RULES, blocking, findings, selects
+from maint.switch.netpol import selects
+from maint.switch.preflight import BLOCK, CHECKS, RULES, blocking, findings
 
 
 def _around(

@@ -228,8 +228,8 @@ def settings_for(
 
 
 def managed_leftovers(k8s: ApiClient, notice_id: int) -> list[str]:
-    """Every Pod, Job or ConfigMap labelled as maint's for this notice, anywhere."""
-    from kubernetes.client import BatchV1Api
+    """Every Pod, Job, ConfigMap or NetworkPolicy labelled as maint's for this notice, anywhere."""
+    from kubernetes.client import BatchV1Api, NetworkingV1Api
 
     selector = f"{naming.MANAGED_BY}={naming.MANAGER},{naming.NOTICE_LABEL}={notice_id}"
     core, batch = CoreV1Api(k8s), BatchV1Api(k8s)
@@ -244,6 +244,12 @@ def managed_leftovers(k8s: ApiClient, notice_id: int) -> list[str]:
     found += [
         f"ConfigMap {c.metadata.namespace}/{c.metadata.name}"
         for c in core.list_config_map_for_all_namespaces(label_selector=selector).items
+    ]
+    found += [
+        f"NetworkPolicy {n.metadata.namespace}/{n.metadata.name}"
+        for n in NetworkingV1Api(k8s)
+        .list_network_policy_for_all_namespaces(label_selector=selector)
+        .items
     ]
     return found
 

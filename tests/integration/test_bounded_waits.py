@@ -33,7 +33,6 @@ from kubernetes.client import BatchV1Api, CoreV1Api
 from maint import cluster
 from maint.cluster import calls, connection, watching
 from maint.errors import ClusterUnavailable, MaintError
-from maint.naming import PAGE_LABEL
 from maint.notices import TargetState
 from tests.support.faults import ApiProxy, Exchange, Fault
 from tests.support.processes import wait_until
@@ -68,12 +67,7 @@ def api(proxy, tmp_path) -> Iterator[cluster.Cluster]:
 def _watch_of(resource: str) -> Callable[[Exchange], bool]:
     """A step's wait, not the runner's long-lived watch of every page Pod (``runner.pages``,
     selected by the page label and bounded by its own chunk)."""
-
-    def matches(e: Exchange) -> bool:
-        labels = parse_qs(e.query).get("labelSelector", [""])[0]
-        return e.watch and e.resource == resource and PAGE_LABEL not in labels
-
-    return matches
+    return lambda e: e.watch and e.resource == resource and not e.page_watch
 
 
 def _bounded(fn: Callable[[], Any], *, limit: float) -> tuple[BaseException | None, float]:

@@ -61,11 +61,14 @@ def replicas(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) 
 
 def _step_requests(audit: Audit, label: str) -> list[Exchange]:
     """The replica's requests made by steps: all but the forced-restore sweep's Service list,
-    which every pass makes, claim or not."""
+    which every pass makes, and the watch of every page Pod, which every replica keeps open,
+    claim or not."""
     return [
         e
         for e in audit.all()
-        if e.label == label and not (e.method == "GET" and e.path == "/api/v1/services")
+        if e.label == label
+        and not (e.method == "GET" and e.path == "/api/v1/services")
+        and not e.page_watch
     ]
 
 

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from maint.naming import PAGE_LABEL
+
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HOP_BY_HOP = frozenset(
     {
@@ -92,6 +94,13 @@ class Exchange:
     @property
     def mutating(self) -> bool:
         return self.method in MUTATING
+
+    @property
+    def page_watch(self) -> bool:
+        """The runner's long-lived watch of every page Pod (``runner.pages``): each replica
+        keeps one open, claim or not, unlike the waits of a step."""
+        labels = parse_qs(self.query).get("labelSelector", [""])[0]
+        return self.watch and self.resource == "pods" and PAGE_LABEL in labels
 
     @property
     def resource(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "maint"
@@ -24,6 +25,8 @@ SERVICE_ANNOTATIONS = (
 )
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A page's name: target_name's stem and hash, then the page revision (eight hex digits).
+_PAGE_NAME = re.compile(r"maint-[0-9]+(-[a-z0-9-]*[a-z0-9])?-[0-9a-f]{5}-[0-9a-f]{8}")
 _STEM_MAX = 40  # + "-" + 5 hash + "-" + 8 revision = 55: room for a Job's Pod suffix (63 max)
 
 
@@ -43,23 +46,53 @@ def labels(*, notice_id: int, target: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, NOTICE_LABEL: str(notice_id), TARGET_LABEL: target}
 
 
-def page_selector(*, name: str) -> dict[str, str]:
-    """The Service selector during the window: matches only this revision's page Pod."""
-    return {MANAGED_BY: MANAGER, PAGE_LABEL: name}
+def page_selector(*, name: str, keys: Iterable[str]) -> dict[str, str]:
+    """The Service selector during the window: the original selector's ``keys``, each with the
+    page Pod's ``name`` as value.
 
-
-def is_page_selector(selector: object) -> str | None:
-    """The page Pod's name if ``selector`` is exactly what :func:`page_selector` makes, else None.
-
-    Exactly the two keys, ``managed-by`` equal to maint and a DNS-1123 label as the page name:
-    the forced restore acts on nothing else, since anyone who may edit a Service can write its
-    annotations.
+    Same keys, so a merge-based revert (client-side ``kubectl apply``, Helm 3) of the original
+    overwrites every one of them and gives the app back, where new keys would be merged into
+    a selector that matches nothing; a server-side apply replaces it whole. Other values, so
+    neither the app's Pods nor its workloads' selectors match the page Pod.
     """
-    if not isinstance(selector, dict) or set(selector) != {MANAGED_BY, PAGE_LABEL}:
+    return dict.fromkeys(sorted(keys), name)
+
+
+def page_labels(*, name: str, keys: Iterable[str], base: Mapping[str, str]) -> dict[str, str]:
+    """The page Pod's labels: maint's own (``base``, the page name) and the page selector's."""
+    return page_selector(name=name, keys=keys) | dict(base) | {PAGE_LABEL: name}
+
+
+def is_maint_key(key: str) -> bool:
+    """A label key maint sets on its own objects; no selector maint switches may use one."""
+    return key == MANAGED_BY or key.startswith("maint.io/")
+
+
+def page_name(selector: object) -> str | None:
+    """The page name if every value of ``selector`` is the same name of maint's page form
+    (``maint-<notice>-<service>-<hash5>-<revision8>``, a DNS-1123 label), else None."""
+    if not isinstance(selector, dict) or not selector:
         return None
-    name = selector[PAGE_LABEL]
-    if selector[MANAGED_BY] != MANAGER or not isinstance(name, str):
+    values = set(selector.values())
+    if len(values) != 1:
         return None
-    if not _DNS1123_LABEL.fullmatch(name):
+    name = values.pop()
+    if not isinstance(name, str) or not _DNS1123_LABEL.fullmatch(name):
+        return None
+    if not _PAGE_NAME.fullmatch(name):
         return None
     return name
+
+
+def is_page_selector(selector: object, *, original: Mapping[str, str]) -> str | None:
+    """The page Pod's name if ``selector`` is what :func:`page_selector` makes for ``original``.
+
+    Exactly ``original``'s keys (none of them maint's own), every value the same page name of
+    maint's form: the forced restore acts on nothing else, since anyone who may edit a Service
+    can write its annotations.
+    """
+    if not isinstance(selector, dict) or set(selector) != set(original):
+        return None
+    if any(is_maint_key(key) for key in selector):
+        return None
+    return page_name(selector)

@@ -50,6 +50,7 @@ class PageBuild:
     context: page.BuildContext
     tarball: bytes
     ports: tuple[switch.ContainerPort, ...]
+    keys: tuple[str, ...]  # the selector keys the page Pod is labelled for (naming.page_labels)
 
 
 class StepContext:

@@ -37,7 +37,7 @@ class Ending:
         original = item.target.original_selector or (saved[0] if saved else None)
         if original is None:
             raise Conflict(f"no original selector recorded for {ref}; restore it by hand")
-        page = naming.page_selector(name=item.target.pod)
+        page = naming.page_selector(name=item.target.pod, keys=original)
         try:
             result = switch.restore(ctx.api, ref=ref, page=page, original=original)
         except NotFound:
@@ -81,7 +81,7 @@ class Ending:
             if (
                 service is not None
                 and saved
-                and service.selector == naming.page_selector(name=item.target.pod)
+                and service.selector == naming.page_selector(name=item.target.pod, keys=saved[0])
             ):
                 switch.restore(ctx.api, ref=ref, page=service.selector, original=saved[0])
                 ctx.event(item, "restore", "ok", f"selector {saved[0]} (switched without record)")
@@ -122,7 +122,7 @@ class Ending:
         ctx = self.ctx
         ref = item.target.ref
         pod = item.target.pod
-        selected = pod is not None and self._selected(item, pod)
+        selected = pod is not None and self._selected(item, pod, keys=original)
         ctx.event(
             item,
             "restore",
@@ -151,7 +151,8 @@ class Ending:
 
         Found by label, not by remembered names, so objects of an attempt that crashed before
         writing its state are found too; a finished Job still tells the digest it pushed.
-        ``pods=False`` leaves the page Pod in the Service's namespace alone.
+        ``pods=False`` leaves the page Pod in the Service's namespace alone. The page's
+        NetworkPolicy serves every revision of the window: it goes only when nothing is kept.
         """
         ctx = self.ctx
         labels = naming.labels(notice_id=item.notice.id, target=ctx.target_name(item))
@@ -177,13 +178,25 @@ class Ending:
                     continue
                 if cluster.delete(ctx.api, kind=kind, namespace=ref.namespace, name=ref.name):
                     ctx.event(item, "cleanup", "ok", f"deleted {kind} {ref.namespace}/{ref.name}")
+        if keep is None:  # the window ends: the page's NetworkPolicy goes too (after its Pod)
+            self._delete_page_policy(item, labels=labels)
         current = item.target.image.split("@", 1)[1] if keep and item.target.image else None
         self.janitor.delete(item, digests - {current} if current else digests, record=ctx.record)
 
-    def _selected(self, item: WorkItem, pod: str) -> bool:
-        """Whether any Service in the target's namespace selects the page Pod ``pod``."""
-        labels = naming.labels(notice_id=item.notice.id, target=self.ctx.target_name(item))
-        labels[naming.PAGE_LABEL] = pod
+    def _delete_page_policy(self, item: WorkItem, *, labels: dict[str, str]) -> None:
+        ctx = self.ctx
+        namespace = item.target.ref.namespace
+        for ref in cluster.list_managed(
+            ctx.api, kind="NetworkPolicy", labels=labels, namespace=namespace
+        ):
+            if cluster.delete(ctx.api, kind=ref.kind, namespace=ref.namespace, name=ref.name):
+                ctx.event(item, "cleanup", "ok", f"deleted NetworkPolicy {namespace}/{ref.name}")
+
+    def _selected(self, item: WorkItem, pod: str, *, keys: dict[str, str]) -> bool:
+        """Whether any Service in the target's namespace selects the page Pod ``pod`` (made
+        for a selector with ``keys``)."""
+        base = naming.labels(notice_id=item.notice.id, target=self.ctx.target_name(item))
+        labels = naming.page_labels(name=pod, keys=keys, base=base)
         return any(
             s.selector and all(labels.get(k) == v for k, v in s.selector.items())
             for s in cluster.list_services(self.ctx.api, namespace=item.target.ref.namespace)

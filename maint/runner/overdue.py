@@ -6,13 +6,15 @@ window whose database or controller is broken still ends by ``end + grace``.
 Anyone who may patch a Service can write its annotations, while maint may delete Pods
 cluster-wide, so the sweep trusts only the exact shape maint itself writes:
 
-- The page selector must be exactly ``naming.page_selector(name=X)`` (maint's ``managed-by``
-  and ``maint.io/page=X``, nothing else, X a DNS-1123 label); the original selector a non-empty
-  map of strings; ``maint.io/notice`` a notice id. Anything else is reported for that Service
-  ("left alone") and never acted on.
+- The page selector must be exactly ``naming.page_selector(name=X, keys=original)`` (the
+  recorded original selector's keys, none of them maint's own, each with the same X of maint's
+  page-name form, a DNS-1123 label); the original selector a non-empty map of strings;
+  ``maint.io/notice`` a notice id. Anything else is reported for that Service ("left alone")
+  and never acted on.
 - The selector is put back only if the Service still selects that page (``switch.restore``);
   Pods are deleted only if they carry maint's ``managed-by``, ``maint.io/page=X`` *and*
-  ``maint.io/notice`` equal to the Service's annotation (listed by that full label set).
+  ``maint.io/notice`` equal to the Service's annotation (listed by that full label set); the
+  page's NetworkPolicy only if it carries maint's labels for that notice and this Service.
 - An unreadable ``maint.io/restore-by``, or one without a UTC offset, is reported as
   ``skipped`` and not acted on. maint always writes an aware ISO 8601 instant, so such a value
   was written by someone else; acting on it would let that someone trigger the Pod deletion
@@ -83,20 +85,39 @@ def _restore_one(
     if saved is None:
         return _skipped(ref, "no readable saved selectors; left alone")
     original, page = saved
-    name = naming.is_page_selector(page)
+    name = naming.is_page_selector(page, original=original)
     if name is None:
         return _skipped(ref, f"not maint's page selector {page}; left alone")
     notice = service.annotations.get(naming.NOTICE_ANNOTATION, "")
     if not (notice.isascii() and notice.isdigit() and str(int(notice)) == notice):
         return _skipped(ref, f"unreadable {naming.NOTICE_ANNOTATION} {notice!r}; left alone")
-    page = naming.page_selector(name=name)
+    page = naming.page_selector(name=name, keys=original)
     restored = switch.restore(api, ref=ref, page=page, original=original)
     if restored.outcome is not switch.RestoreOutcome.FOREIGN:
-        pods = page | {naming.NOTICE_LABEL: notice}
+        pods = page | {
+            naming.MANAGED_BY: naming.MANAGER,
+            naming.PAGE_LABEL: name,
+            naming.NOTICE_LABEL: notice,
+        }
         for pod in cluster.list_managed(api, kind="Pod", labels=pods, namespace=service.namespace):
             if all(pod.labels.get(k) == v for k, v in pods.items()):
                 cluster.delete(api, kind="Pod", namespace=pod.namespace, name=pod.name)
+        _delete_page_policy(api, service, notice_id=int(notice))
     return OverdueResult(str(ref), restored.outcome.value, f"selector {restored.live}")
+
+
+def _delete_page_policy(api: Cluster, service: ServiceInfo, *, notice_id: int) -> None:
+    """The page's NetworkPolicy (``switch.netpol``), found by maint's labels for this notice and
+    target (the target's name is derived from the notice id and the Service, as maint made it)."""
+    target = naming.target_name(
+        notice_id=notice_id, namespace=service.namespace, service=service.name
+    )
+    labels = naming.labels(notice_id=notice_id, target=target)
+    for policy in cluster.list_managed(
+        api, kind="NetworkPolicy", labels=labels, namespace=service.namespace
+    ):
+        if all(policy.labels.get(k) == v for k, v in labels.items()):
+            cluster.delete(api, kind="NetworkPolicy", namespace=policy.namespace, name=policy.name)
 
 
 def _skipped(ref: ServiceRef, why: str) -> OverdueResult:

@@ -17,7 +17,14 @@ from dataclasses import replace
 
 from maint import build, cluster, naming, page, switch
 from maint.cluster import ServiceInfo
-from maint.errors import BuildFailed, Conflict, DatabaseUnavailable, MaintError, NotFound
+from maint.errors import (
+    BuildFailed,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    MaintError,
+    NotFound,
+)
 from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import (
     PERMANENT_BEFORE_SWITCH,
@@ -28,7 +35,7 @@ from maint.runner.core import (
 )
 from maint.runner.ending import Ending
 from maint.runner.transitions import Step, after_failure
-from maint.switch import preflight
+from maint.switch import netpol, preflight
 
 
 class ServiceGone(NotFound):
@@ -53,6 +60,7 @@ class Preparing:
                 self.preflight(item)
             built = self.plan_page(item)
             item = self.build_image(item, built, step=Step.PREPARE)
+            self.open_ingress(item, built, step=Step.PREPARE)
             self.start_pod(item, built, step=Step.PREPARE)
             return self.ctx.move(
                 item,
@@ -119,6 +127,7 @@ class Preparing:
             ports = switch.switchable(service, own_page=item.target.pod)
         else:  # switched: the selector is ours now, the ports are still the Service's
             ports = switch.plan_ports(service)
+        keys = tuple(sorted(item.target.original_selector or service.selector))
         notice = page.PageNotice(
             notice_id=item.notice.id,
             title=item.notice.title,
@@ -150,6 +159,7 @@ class Preparing:
             context=context,
             tarball=page.context_tarball(context),
             ports=ports,
+            keys=keys,
         )
 
     def build_image(self, item: WorkItem, built: PageBuild, *, step: Step) -> WorkItem:
@@ -190,6 +200,44 @@ class Preparing:
             then=("build", "ok", image),
         )
 
+    def open_ingress(self, item: WorkItem, built: PageBuild, *, step: Step) -> None:
+        """Give the page Pod the app's ingress before it starts (``switch.netpol``): with a
+        default-deny policy the new Pod is isolated, and the page must answer the moment the
+        selector moves. Nothing when no policy governs the app's Pods; when maint may not list
+        policies this is told (the preflight warned already) and the window goes on."""
+        ctx = self.ctx
+        ref = item.target.ref
+        service = self.service(item)
+        saved = switch.saved_state(service)
+        selector = item.target.original_selector or (saved[0] if saved else service.selector)
+        try:
+            around = cluster.app_ingress(ctx.api, namespace=ref.namespace, selector=selector)
+        except Forbidden as e:
+            ctx.event(item, "network-policy", "unknown", str(e))
+            return
+        app = netpol.app_policies(around.network_policies, pods=around.pods, selector=selector)
+        if not app:
+            return
+        ports = netpol.page_ports(service, built.ports, pods=around.pods)
+        name = netpol.policy_name(target=built.target)
+        ctx.confirm(item, step)
+        created = cluster.create(
+            ctx.api,
+            netpol.page_policy(
+                name=name,
+                namespace=ref.namespace,
+                labels=naming.labels(notice_id=item.notice.id, target=built.target),
+                ingress=netpol.page_ingress(app, ports=ports),
+            ),
+        )
+        ctx.event(
+            item,
+            "network-policy",
+            "created" if created else "exists",
+            f"NetworkPolicy {ref.namespace}/{name}: the page Pod gets the ingress of "
+            + ", ".join(str((p.get("metadata") or {}).get("name")) for p in app),
+        )
+
     def start_pod(self, item: WorkItem, built: PageBuild, *, step: Step) -> None:
         """Create the page Pod (once ``step`` is confirmed still due) and wait until Ready."""
         assert item.target.image is not None
@@ -201,7 +249,7 @@ class Preparing:
             switch.page_pod(
                 name=built.name,
                 namespace=ref.namespace,
-                labels=built.plan.labels,
+                labels=naming.page_labels(name=built.name, keys=built.keys, base=built.plan.labels),
                 image=item.target.image,
                 ports=built.ports,
                 drain=ctx.settings.page_drain,

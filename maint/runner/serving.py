@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 
 from maint import build, cluster, naming, switch
-from maint.errors import BuildFailed, MaintError, NotFound
+from maint.errors import BuildFailed, Conflict, MaintError, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import PageBuild, StepContext, Superseded
 from maint.runner.ending import Ending
@@ -41,10 +41,14 @@ class Serving:
             item = ctx.confirm(item, Step.SWITCH)
             assert item.target.pod is not None  # READY always has its page Pod
             try:
+                pod = cluster.get_pod(ctx.api, namespace=ref.namespace, name=item.target.pod)
+            except NotFound:  # deleted since ensure_pod: the next pass recreates it
+                raise Conflict(f"page Pod {item.target.pod} is gone; recreating it") from None
+            try:
                 result = switch.switch(
                     ctx.api,
                     ref=ref,
-                    page=naming.page_selector(name=item.target.pod),
+                    page=pod.labels,
                     notice_id=item.notice.id,
                     restore_by=item.notice.end + ctx.settings.grace(),
                 )
@@ -111,11 +115,12 @@ class Serving:
         if item.target.state is TargetState.ACTIVE:
             assert old_pod is not None
             confirmed = ctx.confirm(staged, Step.OBSERVE)
+            keys = _keys(item)
             outcome, live = switch.move_page(
                 ctx.api,
                 ref=item.target.ref,
-                page=naming.page_selector(name=built.name),
-                previous_page=naming.page_selector(name=old_pod),
+                page=naming.page_selector(name=built.name, keys=keys),
+                previous_page=naming.page_selector(name=old_pod, keys=keys),
                 restore_by=confirmed.notice.end + ctx.settings.grace(),
             )
             if outcome is switch.MoveOutcome.FOREIGN:
@@ -177,7 +182,7 @@ class Serving:
         except NotFound:
             return self.ending.gone(item, why=f"Service {ref} was deleted")
         ours = service.annotations.get(naming.NOTICE_ANNOTATION) == str(item.notice.id)
-        page = naming.page_selector(name=item.target.pod)
+        page = naming.page_selector(name=item.target.pod, keys=_keys(item))
         if not ours and service.selector != page:
             return self.ending.gone(
                 item,
@@ -195,7 +200,7 @@ class Serving:
         ref = item.target.ref
         assert item.target.pod is not None
         live = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name).selector
-        wanted = naming.page_selector(name=item.target.pod)
+        wanted = naming.page_selector(name=item.target.pod, keys=_keys(item))
         key = (item.target.id, repr(sorted(live.items())))
         if live != wanted and key not in reported:
             reported.add(key)
@@ -205,3 +210,9 @@ class Serving:
                 "foreign",
                 f"selector is {live}, not the page's {wanted}; left as is, reported",
             )
+
+
+def _keys(item: WorkItem) -> list[str]:
+    """The page selector's keys: the original selector's, recorded at the switch (ACTIVE)."""
+    assert item.target.original_selector is not None
+    return sorted(item.target.original_selector)

@@ -16,6 +16,7 @@ from typing import Any
 
 from maint import naming
 from maint.cluster.inspecting import Object, Surroundings
+from maint.switch.netpol import app_policies, isolates_ingress
 
 BLOCK, WARN, INFO = "block", "warn", "info"
 SEVERITIES = (BLOCK, WARN, INFO)
@@ -190,18 +191,26 @@ def _network_policy(s: Surroundings) -> list[Result]:
                 "grant list on networking.k8s.io networkpolicies in this namespace",
             )
         ]
+    selector = (s.service.get("spec") or {}).get("selector") or {}
+    app = app_policies(s.network_policies, pods=s.pods, selector=selector)
+    if app:
+        return [
+            (
+                "network-policy",
+                INFO,
+                "NetworkPolicies govern ingress to the app's Pods ("
+                + ", ".join(_name(p) for p in app)
+                + "): for the window maint creates a NetworkPolicy giving the page Pod the "
+                "union of their ingress rules (ports mapped to the page's), and deletes it at "
+                "the end",
+                "",
+            )
+        ]
     page = _page_pod_labels(s)
-    isolating = [p for p in s.network_policies if _isolates_ingress(p, page)]
+    isolating = [p for p in s.network_policies if isolates_ingress(p, page)]
     if not isolating:
         return []
     allowing = [p for p in isolating if _ingress(p)]
-    app_pods = [(p.get("metadata") or {}).get("labels") or {} for p in s.pods]
-    app_rules = [
-        _name(p)
-        for p in s.network_policies
-        if _ingress(p) and any(_isolates_ingress(p, labels) for labels in app_pods)
-    ]
-    allowed_in = f" while the app's Pods are let in by {', '.join(app_rules)}" if app_rules else ""
     if allowing:
         return [
             (
@@ -218,11 +227,11 @@ def _network_policy(s: Surroundings) -> list[Result]:
             BLOCK,
             "ingress to the page Pod is denied by "
             + ", ".join(_name(p) for p in isolating)
-            + allowed_in
-            + ": users would get timeouts instead of the page",
+            + ", and no policy governs the app's Pods for maint to copy: users would get "
+            "timeouts instead of the page",
             "add a NetworkPolicy with podSelector "
-            f"{{matchLabels: {{{naming.MANAGED_BY}: {naming.MANAGER}}}}} and the app's ingress "
-            "rules for the window; then pass --allow network-policy",
+            f"{{matchLabels: {{{naming.MANAGED_BY}: {naming.MANAGER}}}}} and the ingress the page "
+            "needs for the window; then pass --allow network-policy",
         )
     ]
 
@@ -371,42 +380,18 @@ def _name(obj: Object) -> str:
 
 
 def _page_pod_labels(s: Surroundings) -> dict[str, str]:
-    """The labels maint's page Pod carries (values are per notice; selectors rarely use them)."""
+    """The labels maint's page Pod carries: the app's selector keys and maint's own, all with
+    per-notice values (policies select the app's values, rarely these)."""
     meta = s.service.get("metadata") or {}
+    keys = (s.service.get("spec") or {}).get("selector") or {}
     target = naming.target_name(notice_id=1, namespace=meta["namespace"], service=meta["name"])
-    return {**naming.labels(notice_id=1, target=target), **naming.page_selector(name=target)}
+    base = naming.labels(notice_id=1, target=target)
+    return naming.page_labels(name=target, keys=keys, base=base)
 
 
 def _ingress(policy: Object) -> list[Any]:
     rules: list[Any] = (policy.get("spec") or {}).get("ingress") or []
     return rules
-
-
-def _isolates_ingress(policy: Object, labels: Mapping[str, str]) -> bool:
-    """The policy selects Pods with ``labels`` and governs their ingress."""
-    spec = policy.get("spec") or {}
-    types = spec.get("policyTypes") or ["Ingress"]
-    return "Ingress" in types and selects(spec.get("podSelector") or {}, labels)
-
-
-def selects(selector: Object, labels: Mapping[str, str]) -> bool:
-    """A ``metav1.LabelSelector`` matched against labels (an empty selector selects all)."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression.get("key"), expression.get("operator")
-        values = set(expression.get("values") or [])
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def table(found: Iterable[Finding]) -> str:

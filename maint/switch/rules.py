@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from maint.cluster import ServiceInfo
 from maint.errors import InvalidInput
-from maint.naming import PAGE_LABEL, page_selector
+from maint.naming import PAGE_LABEL, is_maint_key, page_name
 from maint.switch.pod import ContainerPort, plan_ports
 
 
@@ -15,14 +15,23 @@ def switchable(service: ServiceInfo, *, own_page: str | None = None) -> tuple[Co
 
     ``own_page``: the page Pod this target already made. A Service that selects exactly it was
     switched by this target (a switch whose record did not land yet), not by another page.
+    A selector on maint's own label keys is refused: the page selector keeps the original's
+    keys, and the page Pod carries maint's labels with other values.
     """
     ref = f"{service.namespace}/{service.name}"
-    if own_page is not None and service.selector == page_selector(name=own_page):
+    page = page_name(service.selector)
+    if own_page is not None and page == own_page:
         return plan_ports(service)
     if service.type == "ExternalName":
         raise InvalidInput(f"Service {ref} is ExternalName; it has no Pods to switch")
     if not service.selector:
         raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
-    if PAGE_LABEL in service.selector:
+    if page is not None or PAGE_LABEL in service.selector:
         raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
+    own = sorted(key for key in service.selector if is_maint_key(key))
+    if own:
+        raise InvalidInput(
+            f"Service {ref} selects on maint's own label {own[0]}; maint cannot switch it "
+            "(select the app's Pods by the app's own labels)"
+        )
     return plan_ports(service)

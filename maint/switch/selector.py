@@ -9,6 +9,7 @@ needs nothing but the Service itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,9 +21,12 @@ from maint.errors import Conflict
 from maint.naming import (
     NOTICE_ANNOTATION,
     ORIGINAL_SELECTOR_ANNOTATION,
+    PAGE_LABEL,
     PAGE_SELECTOR_ANNOTATION,
     RESTORE_BY_ANNOTATION,
     SERVICE_ANNOTATIONS,
+    page_name,
+    page_selector,
 )
 from maint.notices import ServiceRef
 from maint.switch.rules import switchable
@@ -50,20 +54,33 @@ def switch(
     api: Cluster,
     *,
     ref: ServiceRef,
-    page: dict[str, str],
+    page: Mapping[str, str],
     notice_id: int,
     restore_by: datetime,
 ) -> Switched:
-    """Point the Service at the page Pod; returns the app's original selector (the live one,
-    which only this initial switch may record; a refresh uses ``move_page``)."""
+    """Point the Service at the page Pod whose labels are ``page``; returns the app's original
+    selector (the live one, which only this initial switch may record; a refresh uses
+    ``move_page``).
+
+    The page selector is the live selector's keys with the page's name (``naming.page_selector``);
+    the page Pod was labelled for the keys the selector had at preparation, so a selector whose
+    keys changed since is refused (``Conflict``) rather than pointed at a Pod it does not match.
+    """
+    name = page[PAGE_LABEL]
     for _attempt in range(3):
         service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
-        if service.selector == page:
+        if page_name(service.selector) == name:
             return Switched(original=_saved_original(service), already=True)
         switchable(service)
         original = service.selector
+        selector = page_selector(name=name, keys=original)
+        if any(page.get(key) != value for key, value in selector.items()):
+            raise Conflict(
+                f"Service {ref} now selects on {sorted(original)}, not the keys page Pod {name} "
+                "was labelled for; not switched"
+            )
         ops = _annotations(
-            service, page=page, original=original, notice_id=notice_id, restore_by=restore_by
+            service, page=selector, original=original, notice_id=notice_id, restore_by=restore_by
         )
         try:
             cluster.json_patch_service(
@@ -73,7 +90,7 @@ def switch(
                 ops=[
                     {"op": "test", "path": "/spec/selector", "value": service.selector},
                     *ops,
-                    {"op": "replace", "path": "/spec/selector", "value": page},
+                    {"op": "replace", "path": "/spec/selector", "value": selector},
                 ],
             )
         except Conflict:

@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from kubernetes.client import AppsV1Api, AuthorizationV1Api, BatchV1Api, CoreV1Api
+from kubernetes.client import (
+    AppsV1Api,
+    AuthorizationV1Api,
+    BatchV1Api,
+    CoreV1Api,
+    NetworkingV1Api,
+)
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
@@ -64,7 +70,9 @@ MAINT_CALLS = [
     ("delete", "", "pods", "target"),  # deleting: cleanup, forced restore
     ("list", "discovery.k8s.io", "endpointslices", "target"),  # watching.wait_endpoints
     ("watch", "discovery.k8s.io", "endpointslices", "target"),
-    ("list", "networking.k8s.io", "networkpolicies", "target"),  # inspecting.surroundings
+    ("list", "networking.k8s.io", "networkpolicies", "target"),  # inspecting, list_managed
+    ("create", "networking.k8s.io", "networkpolicies", "target"),  # creating: the page's policy
+    ("delete", "networking.k8s.io", "networkpolicies", "target"),  # deleting: cleanup, sweep
     ("create", "events.k8s.io", "events", "target"),  # events.emit
     ("create", "batch", "jobs", "build"),  # creating: the Kaniko Job
     ("list", "batch", "jobs", "build"),  # watching.wait_job, reading.list_managed
@@ -369,6 +377,7 @@ def test_whole_window_runs_as_maint_service_account_under_the_manifests_rbac_and
     digest = oci_registry.push_image("maint-page")
     kubelet.default_job_result = JobResult(succeeded=True, message=digest)
     make_app(k8s, namespace)
+    _deny_all_but_the_app(k8s, namespace)  # the page's NetworkPolicy: created, then deleted
     settings = settings_for(
         kubeconfig=str(control_plane.kubeconfig),
         database_url=database_url,
@@ -411,9 +420,25 @@ def test_whole_window_runs_as_maint_service_account_under_the_manifests_rbac_and
     finally:
         window.close()
     assert [o for o in outcomes if o[1] in ("retry", "failed")] == []
+    assert [o[:2] for o in outcomes if o[0] == "network-policy"] == [("network-policy", "created")]
     assert [r.getMessage() for r in caplog.records if "RBAC" in r.getMessage()] == []
     assert leftovers_after(k8s, notice.id) == []
     assert not oci_registry.has_manifest("maint-page", digest)
+
+
+def _deny_all_but_the_app(k8s, namespace: str) -> None:
+    net = NetworkingV1Api(k8s)
+    net.create_namespaced_network_policy(
+        namespace,
+        {"metadata": {"name": "deny-all"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
+    )
+    net.create_namespaced_network_policy(
+        namespace,
+        {
+            "metadata": {"name": "allow-web"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}]},
+        },
+    )
 
 
 def test_maint_service_account_may_make_every_call_maint_makes(k8s, namespace, installed):
@@ -603,7 +628,9 @@ def _maint_pod(namespace: str, *, repository: str) -> dict:
     return page_pod(
         name=name,
         namespace=namespace,
-        labels=naming.labels(notice_id=7, target=target) | {naming.PAGE_LABEL: name},
+        labels=naming.page_labels(
+            name=name, keys=["app"], base=naming.labels(notice_id=7, target=target)
+        ),
         image=f"{repository}@sha256:{'ab' * 32}",
         ports=[ContainerPort(number=8080, name="http")],
         drain=10,

@@ -134,7 +134,9 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
     core = CoreV1Api(k8s)
     target = naming.target_name(notice_id=1, namespace=namespace, service="web")
     page = naming.object_name(target=target, revision="0123abcd")
-    labels = naming.labels(notice_id=1, target=target) | {naming.PAGE_LABEL: page}
+    labels = naming.page_labels(
+        name=page, keys=APP_LABELS, base=naming.labels(notice_id=1, target=target)
+    )
     core.create_namespaced_pod(
         namespace,
         page_pod(
@@ -151,7 +153,7 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
         switch(
             api,
             ref=ServiceRef(namespace=namespace, name="web"),
-            page=naming.page_selector(name=page),
+            page=labels,
             notice_id=1,
             restore_by=datetime(2020, 1, 1, tzinfo=UTC),
         )
@@ -168,7 +170,7 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
     ]
     assert code == 1 and "Traceback" not in err
     assert core.read_namespaced_service("web", namespace).spec.selector == naming.page_selector(
-        name=page
+        name=page, keys=APP_LABELS
     )
     assert page in {p.metadata.name for p in core.list_namespaced_pod(namespace).items}
 

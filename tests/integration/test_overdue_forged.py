@@ -1,7 +1,8 @@
 """The forced-restore sweep trusts only the annotations maint itself writes.
 
 Anyone who may patch a Service can write ``maint.io/*`` annotations, while maint may delete Pods
-cluster-wide. So the sweep acts only on maint's exact page selector and deletes only Pods that
+cluster-wide. So the sweep acts only on maint's exact page selector (the recorded original's
+keys, each with one page name of maint's form) and deletes only Pods that
 carry maint's ``managed-by``, the page and the notice labels; a ``restore-by`` it cannot read
 (or without a UTC offset) is reported for that one Service and never stops the others.
 """
@@ -105,7 +106,9 @@ def test_a_forged_foreign_page_selector_deletes_nothing_and_leaves_the_service(k
 
 def test_pods_without_the_notice_label_survive_a_forged_maint_shaped_selector(k8s, namespace, api):
     core = CoreV1Api(k8s)
-    page = naming.page_selector(name="forged-page")
+    name = "maint-42-web-abcde-0123abcd"
+    page = naming.page_selector(name=name, keys=APP)
+    maints = {naming.MANAGED_BY: naming.MANAGER, naming.PAGE_LABEL: name}
     _service(
         core,
         namespace,
@@ -118,14 +121,52 @@ def test_pods_without_the_notice_label_survive_a_forged_maint_shaped_selector(k8
             naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
         },
     )
-    _pod(core, namespace, "no-notice", page)  # maint's page labels, no notice label
-    _pod(core, namespace, "other-notice", page | {naming.NOTICE_LABEL: "41"})
+    _pod(core, namespace, "no-notice", page | maints)  # maint's page labels, no notice label
+    _pod(core, namespace, "other-notice", page | maints | {naming.NOTICE_LABEL: "41"})
+    _pod(core, namespace, "not-maints", page | {naming.NOTICE_LABEL: "42"})  # no managed-by
     _pod(core, namespace, "app-0", APP)
 
     results = restore_overdue(api, now=datetime.now(UTC), namespace=namespace)
 
     assert [r.service for r in results] == [f"{namespace}/web"]
-    assert _alive(core, namespace) == {"no-notice", "other-notice", "app-0"}
+    assert _alive(core, namespace) == {"no-notice", "other-notice", "not-maints", "app-0"}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {"app": "maint-42-web-abcde-0123abcd", "tier": "maint-42-web-abcde-0123abcd"},  # keys
+        {naming.MANAGED_BY: naming.MANAGER, naming.PAGE_LABEL: "maint-42-web-abcde-0123abcd"},
+        {"app": "maint-42-web-abcde-0123abcd-x"},  # not maint's page-name form
+    ],
+    ids=["other-keys", "maint-keys", "other-name"],
+)
+def test_a_selector_not_of_the_recorded_originals_keys_is_left_alone(k8s, namespace, api, page):
+    """The page selector has exactly the recorded original's keys, each with one page name of
+    maint's form: anything else (forged, or maint's old shape) is left alone, Pods untouched."""
+    core = CoreV1Api(k8s)
+    labels = {naming.MANAGED_BY: naming.MANAGER, naming.NOTICE_LABEL: "42"}
+    _service(
+        core,
+        namespace,
+        "web",
+        selector=page,
+        annotations={
+            naming.PAGE_SELECTOR_ANNOTATION: json.dumps(page),
+            naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps(APP),
+            naming.NOTICE_ANNOTATION: "42",
+            naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
+        },
+    )
+    _pod(core, namespace, "paged", page | labels)
+    _pod(core, namespace, "app-0", APP)
+
+    results = restore_overdue(api, now=datetime.now(UTC), namespace=namespace)
+
+    assert [(r.service, r.outcome) for r in results] == [(f"{namespace}/web", "skipped")]
+    assert "not maint's page selector" in results[0].detail
+    assert _alive(core, namespace) == {"paged", "app-0"}
+    assert core.read_namespaced_service("web", namespace).spec.selector == page
 
 
 def test_an_offset_less_restore_by_does_not_stop_the_forced_restore_of_another_service(
@@ -138,7 +179,9 @@ def test_an_offset_less_restore_by_does_not_stop_the_forced_restore_of_another_s
         _service(core, namespace, name, selector={"app": name})
         target = naming.target_name(notice_id=notice_id, namespace=namespace, service=name)
         pod = naming.object_name(target=target, revision="0123abcd")
-        labels = naming.labels(notice_id=notice_id, target=target) | {naming.PAGE_LABEL: pod}
+        labels = naming.page_labels(
+            name=pod, keys=["app"], base=naming.labels(notice_id=notice_id, target=target)
+        )
         _pod(core, namespace, pod, labels)
         # maint's page labels but another notice: not this Service's page Pod
         _pod(core, namespace, f"{pod}-decoy", labels | {naming.NOTICE_LABEL: "99"})
@@ -146,7 +189,7 @@ def test_an_offset_less_restore_by_does_not_stop_the_forced_restore_of_another_s
         switch(
             api,
             ref=ServiceRef(namespace=namespace, name=name),
-            page=naming.page_selector(name=pod),
+            page=labels,
             notice_id=notice_id,
             restore_by=PAST,
         )

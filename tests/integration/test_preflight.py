@@ -175,8 +175,9 @@ def test_plan_of_a_missing_service_or_without_target_is_bad_input(plan) -> None:
     assert code == 2 and "--target" in err
 
 
-def test_a_default_deny_policy_blocks_until_the_page_pod_is_let_in(plan, k8s) -> None:
-    """A default-deny plus an allow rule for the app: the page Pod would be isolated."""
+def test_a_default_deny_policy_is_info_since_maint_gives_the_page_the_apps_ingress(plan, k8s):
+    """A default-deny plus an allow rule for the app: maint creates the page's policy for the
+    window (tests/integration/test_page_network_policy.py), so nothing blocks."""
     net = NetworkingV1Api(k8s)
     net.create_namespaced_network_policy(
         plan.namespace,
@@ -193,10 +194,34 @@ def test_a_default_deny_policy_blocks_until_the_page_pod_is_let_in(plan, k8s) ->
         },
     )
     code, found = _findings(plan, "web")
+    assert code == 0
+    (policy,) = [f for f in found if f["check"] == "network-policy"]
+    assert policy["severity"] == "info"
+    assert "deny-all" in policy["message"] and "allow-web" in policy["message"]
+    assert "maint creates a NetworkPolicy" in policy["message"]
+
+
+def test_a_policy_isolating_only_the_page_pod_blocks_until_the_page_is_let_in(plan, k8s):
+    """A policy selecting maint's Pods and not the app's: there is nothing of the app's to copy."""
+    net = NetworkingV1Api(k8s)
+    net.create_namespaced_network_policy(
+        plan.namespace,
+        {
+            "metadata": {"name": "deny-maint"},
+            "spec": {
+                "podSelector": {
+                    "matchExpressions": [
+                        {"key": "app.kubernetes.io/managed-by", "operator": "Exists"}
+                    ]
+                },
+                "policyTypes": ["Ingress"],
+            },
+        },
+    )
+    code, found = _findings(plan, "web")
     assert code == 2
     (policy,) = [f for f in found if f["check"] == "network-policy"]
-    assert policy["severity"] == "block"
-    assert "deny-all" in policy["message"] and "allow-web" in policy["message"]
+    assert policy["severity"] == "block" and "deny-maint" in policy["message"]
     net.create_namespaced_network_policy(
         plan.namespace,
         {

@@ -173,12 +173,17 @@ def test_a_selector_patch_whose_answer_was_lost_is_found_done_on_retry(
     make_app(k8s, namespace)
     api = cluster.connect(kubeconfig=str(proxy.kubeconfig(tmp_path / "kubeconfig")))
     ref = ServiceRef(namespace=namespace, name="web")
-    page = naming.page_selector(name="maint-1-web-page")
+    name = "maint-1-web-abcde-0123abcd"
+    page = naming.page_selector(name=name, keys=APP_LABELS)
     try:
         # The switch is applied, the answer is a 500: the retry's `test` op fails (422).
         proxy.inject(Fault.error(500, after_apply=True), when=_patch, limit=1)
         switched = switch.switch(
-            api, ref=ref, page=page, notice_id=1, restore_by=datetime.now(UTC) + timedelta(hours=1)
+            api,
+            ref=ref,
+            page=page | {naming.PAGE_LABEL: name},
+            notice_id=1,
+            restore_by=datetime.now(UTC) + timedelta(hours=1),
         )
         assert switched.already and switched.original == APP_LABELS
         assert cluster.get_service(api, namespace=namespace, name="web").selector == page

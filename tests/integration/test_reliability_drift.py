@@ -25,6 +25,7 @@ from maint.settings import Settings
 from tests.support.kubelet import JobResult
 from tests.support.processes import ready_endpoints, wait_until
 from tests.support.window import (
+    APP_LABELS,
     Window,
     open_window,
 )
@@ -133,7 +134,7 @@ def test_a_running_maint_at_the_default_poll_brings_a_deleted_page_pod_back_with
     wait_until(back, timeout=poll + 5, what=f"the page Pod to be back\n{run.tail()}", interval=0.05)
     took = time.time() - deleted
     assert took <= 10, f"page Pod back {took:.2f}s after it was deleted (poll {poll:.0f}s)"
-    assert stage.selector() == naming.page_selector(name=pod)
+    assert stage.selector() == naming.page_selector(name=pod, keys=APP_LABELS)
     assert ("pod", "missing") in [(e.step, e.outcome) for e in stage.events(notice.id)]
     with capsys.disabled():
         print(

@@ -125,7 +125,7 @@ def test_end_from_a_shell_with_other_settings_leaves_another_live_window_untouch
     time.sleep(2)  # a pass or two of the scheduler after the intent
     assert {j.metadata.name for j in _jobs(stage)} <= set(jobs)  # no new Job (the ended one's goes)
     assert stage.notice(live.id).targets[0].pod == pod
-    assert stage.selector("other") == naming.page_selector(name=pod)
+    assert stage.selector("other") == naming.page_selector(name=pod, keys=["app"])
     assert not [e for e in stage.events(live.id) if e.step == "refresh"]
 
 
@@ -182,7 +182,7 @@ def test_wait_tells_what_it_waits_for_and_returns_at_the_end_state(stage):
     )
     assert lines[-1] == f"notice {notice.id} {target}: ACTIVE"
     assert stage.notice(notice.id).targets[0].pod == new_page  # already, not eventually
-    assert stage.selector() == naming.page_selector(name=new_page)
+    assert stage.selector() == naming.page_selector(name=new_page, keys=["app"])
     assert ("refresh", "ok") in {(e.step, e.outcome) for e in stage.events(notice.id)}
 
     # end --wait: done once every target is terminal.

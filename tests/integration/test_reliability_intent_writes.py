@@ -137,7 +137,7 @@ def test_an_intent_during_an_extends_rebuild_never_switches_the_new_page_in(
     kubelet.finish_held_job(new_page)  # the rebuild ends after the intent
     window.runner.wait_idle()
     assert _writes(proxy, since=since) == []  # no new page Pod, no selector moved
-    assert _selector(k8s, window) == naming.page_selector(name=old.pod)
+    assert _selector(k8s, window) == naming.page_selector(name=old.pod, keys=APP_LABELS)
     assert window.notice(notice.id).targets[0].pod == old.pod
     refresh = [e.outcome for e in window.app.store.events(notice.id) if e.step == "refresh"]
     assert refresh == ["started"]  # neither "ok" nor a "failed" that would be retried

@@ -96,7 +96,7 @@ def test_cancel_end_and_extend_act_at_once_and_never_race_the_scheduler(stage, k
     returned = time.time()
 
     def page_switched() -> bool:
-        return stage.selector("extended") == naming.page_selector(name=new_page)
+        return stage.selector("extended") == naming.page_selector(name=new_page, keys=["app"])
 
     wait_until(page_switched, timeout=30, what=f"the new page to be switched in\n{run.tail()}")
     shown = time.time()

@@ -84,7 +84,7 @@ def test_a_runner_with_other_display_settings_never_rebuilds_a_live_page(window,
     after = window.notice(notice_id).targets[0]
     assert (after.pod, after.image, after.revision) == (before.pod, before.image, before.revision)
     assert _jobs(k8s, window) == jobs
-    assert _service(k8s, window).spec.selector["maint.io/page"] == before.pod
+    assert _service(k8s, window).spec.selector == {"app": before.pod}
     assert not [e for e in window.app.store.events(notice_id) if e.step == "refresh"]
 
 
@@ -121,7 +121,7 @@ def test_extend_moves_restore_by_before_a_slow_rebuild_and_a_failed_one_keeps_th
     service = _service(k8s, window)
     restore_by = (end + window.app.settings.grace()).isoformat()
     assert service.metadata.annotations["maint.io/restore-by"] == restore_by
-    assert service.spec.selector["maint.io/page"] == old.pod  # the old page keeps serving
+    assert service.spec.selector == {"app": old.pod}  # the old page keeps serving
     events = window.app.store.events(notice_id)
     moved = next(i for i, e in enumerate(events) if e.step == "deadline")
     started = next(i for i, e in enumerate(events) if (e.step, e.outcome) == ("refresh", "started"))
@@ -136,10 +136,10 @@ def test_extend_moves_restore_by_before_a_slow_rebuild_and_a_failed_one_keeps_th
     deadline = time.monotonic() + 40
     while window.notice(notice_id).targets[0].pod != new_page:
         assert time.monotonic() < deadline, "\n".join(window.lines[-12:])
-        assert _service(k8s, window).spec.selector["maint.io/page"] == old.pod
+        assert _service(k8s, window).spec.selector == {"app": old.pod}
         time.sleep(1)
         _poll(window)
-    assert _service(k8s, window).spec.selector["maint.io/page"] == new_page
+    assert _service(k8s, window).spec.selector == {"app": new_page}
 
 
 def test_extend_is_refused_when_it_would_overlap_another_notice_on_the_service(window):

@@ -29,6 +29,12 @@ SERVICE = ServiceInfo(
         ({"type": "ExternalName", "selector": {}}, "ExternalName"),
         ({"selector": {}}, "no selector"),
         ({"selector": {"maint.io/page": "x", "app.kubernetes.io/managed-by": "maint"}}, "page"),
+        ({"selector": {"app": "maint-2-web-abcde-0123abcd"}}, "behind a maintenance page"),
+        ({"selector": {"app": "web", "maint.io/notice": "3"}}, "maint's own label maint.io/notice"),
+        (
+            {"selector": {"app": "web", "app.kubernetes.io/managed-by": "helm"}},
+            "maint's own label app.kubernetes.io/managed-by",
+        ),
         ({"ports": (ServicePort(port=53, target_port=53, protocol="UDP"),)}, "no TCP port"),
     ],
 )
@@ -44,7 +50,9 @@ def test_switchable_gives_the_page_ports_of_a_service_it_can_switch():
 def test_a_service_behind_this_targets_own_page_is_switched_not_refused():
     """The switch landed but its record did not (a database blip): the retried preparation
     must see its own page, not roll the window back as "behind a maintenance page"."""
-    own = replace(SERVICE, selector=naming.page_selector(name="maint-1-web-abcde-0123abcd"))
+    own = replace(
+        SERVICE, selector=naming.page_selector(name="maint-1-web-abcde-0123abcd", keys=["app"])
+    )
     assert [p.number for p in switch.switchable(own, own_page="maint-1-web-abcde-0123abcd")] == [
         8080
     ]
@@ -52,6 +60,38 @@ def test_a_service_behind_this_targets_own_page_is_switched_not_refused():
         switch.switchable(own, own_page="maint-2-web-abcde-0123abcd")
     with pytest.raises(InvalidInput, match="behind a maintenance page"):
         switch.switchable(own)
+
+
+def test_the_page_selector_keeps_the_original_keys_with_the_page_name_as_every_value():
+    name = "maint-1-web-abcde-0123abcd"
+    page = naming.page_selector(name=name, keys={"app": "web", "tier": "fe"})
+    assert page == {"app": name, "tier": name}
+    # A merge of the original over it (client-side apply) overwrites every key: the app's back.
+    assert page | {"app": "web", "tier": "fe"} == {"app": "web", "tier": "fe"}
+    assert naming.is_page_selector(page, original={"app": "web", "tier": "fe"}) == name
+
+
+@pytest.mark.parametrize(
+    ("page", "original"),
+    [
+        ({"app": "maint-1-web-abcde-0123abcd"}, {"app": "web", "tier": "fe"}),  # keys differ
+        ({"app": "maint-1-web-abcde-0123abcd", "tier": "x"}, {"app": "web", "tier": "fe"}),
+        ({"app": "forged-page"}, {"app": "web"}),  # not maint's page-name form
+        ({"app": "maint-1-web-abcde-0123abcd-"}, {"app": "web"}),
+        ({"app": "db"}, {"app": "other"}),
+        (  # maint's old shape: its own keys, not the original's
+            {
+                "app.kubernetes.io/managed-by": "maint",
+                "maint.io/page": "maint-1-web-abcde-0123abcd",
+            },
+            {"app": "web"},
+        ),
+        ({"maint.io/page": "maint-1-web-abcde-0123abcd"}, {"maint.io/page": "web"}),
+        ({}, {}),
+    ],
+)
+def test_only_maints_exact_page_shape_counts_as_its_page_selector(page, original):
+    assert naming.is_page_selector(page, original=original) is None
 
 
 START = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)

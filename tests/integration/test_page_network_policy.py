@@ -1,0 +1,241 @@
+"""The page gets the app's ingress: with a default-deny policy and an allow rule for the app, maint
+creates, for the window, a NetworkPolicy selecting the page Pod with the same peers, and deletes
+it at every ending (restore, cancel, a vanished Service, the forced restore without the database).
+
+On the real control plane with real RBAC; no CNI enforces policies here, so the tests prove the
+objects the API server holds: the policy's selector matches the live page Pod's labels and no
+app Pod, and its rules carry the app's peers on the page's port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from kubernetes.client import CoreV1Api, NetworkingV1Api
+
+from maint import naming
+from maint.notices import Notice, TargetState
+from maint.runner import restore_overdue
+from maint.switch.netpol import selects
+from tests.support.kubelet import JobResult
+from tests.support.window import APP_LABELS, Window, leftovers_after, open_window
+
+pytestmark = [pytest.mark.k8s, pytest.mark.registry]
+
+FRONTEND = {"podSelector": {"matchLabels": {"role": "frontend"}}}
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+MANAGED = f"{naming.MANAGED_BY}={naming.MANAGER}"
+
+
+@pytest.fixture
+def window(control_plane, k8s, namespace, database_url, oci_registry, kubelet) -> Iterator[Window]:
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+        build_timeout=5,
+        step_retry_delay=1,
+    ) as w:
+        _default_deny_and_allow_the_app(k8s, namespace)
+        yield w
+
+
+def _default_deny_and_allow_the_app(k8s, namespace: str) -> None:
+    """The usual pair: deny all ingress, then let the app's clients in on its http port
+    (the Service's targetPort ``http``, the app's container port 8080)."""
+    net = NetworkingV1Api(k8s)
+    net.create_namespaced_network_policy(
+        namespace,
+        {"metadata": {"name": "deny-all"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}},
+    )
+    net.create_namespaced_network_policy(
+        namespace,
+        {
+            "metadata": {"name": "allow-web"},
+            "spec": {
+                "podSelector": {"matchLabels": APP_LABELS},
+                "ingress": [
+                    {"from": [FRONTEND], "ports": [{"protocol": "TCP", "port": "http"}]},
+                    {"from": [MONITORING], "ports": [{"protocol": "TCP", "port": 8080}]},
+                ],
+            },
+        },
+    )
+
+
+def _add(window: Window) -> Notice:
+    """A notice as `notice add --allow network-policy` registers it: the same window whatever
+    the preflight says of the policies, so what is proven here is what the runner does."""
+    start = window.clock() + timedelta(seconds=600)
+    return window.app.add_notice(
+        title="Planned maintenance",
+        reason="DB upgrade",
+        start=start.isoformat(),
+        end=(start + timedelta(seconds=600)).isoformat(),
+        targets=[f"{window.namespace}/web"],
+        lang="en",
+        maintenance=True,
+        allow=["network-policy"],
+    )
+
+
+def _page_policies(k8s, namespace: str) -> list[Any]:
+    return (
+        NetworkingV1Api(k8s).list_namespaced_network_policy(namespace, label_selector=MANAGED).items
+    )
+
+
+def _the_page_policy(k8s, window: Window, notice_id: int) -> dict[str, Any]:
+    """maint's one policy, as JSON, checked against the live page Pod and app Pods."""
+    [policy] = _page_policies(k8s, window.namespace)
+    as_json = k8s.sanitize_for_serialization(policy)
+    core = CoreV1Api(k8s)
+    page = core.read_namespaced_pod(window.notice(notice_id).targets[0].pod, window.namespace)
+    assert selects(as_json["spec"]["podSelector"], page.metadata.labels)
+    for app_pod in core.list_namespaced_pod(window.namespace, label_selector="app=web").items:
+        assert not selects(as_json["spec"]["podSelector"], app_pod.metadata.labels)
+    assert as_json["metadata"]["labels"][naming.NOTICE_LABEL] == str(notice_id)
+    return as_json
+
+
+def _steps(window: Window, notice_id: int, step: str) -> list[tuple[str, str]]:
+    return [(e.outcome, e.detail) for e in window.app.store.events(notice_id) if e.step == step]
+
+
+def _deleted(window: Window, notice_id: int) -> list[str]:
+    return [d for o, d in _steps(window, notice_id, "cleanup") if d.startswith("deleted Network")]
+
+
+def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_end(window, k8s):
+    notice = _add(window)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.READY
+    # Before the switch, so the page answers the moment the selector moves to it.
+    policy = _the_page_policy(k8s, window, notice.id)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # The page listens on 8080 for the Service's targetPort http.
+    tcp_8080 = [{"protocol": "TCP", "port": 8080}]
+    assert policy["spec"]["ingress"] == [
+        {"from": [FRONTEND], "ports": tcp_8080},
+        {"from": [MONITORING], "ports": tcp_8080},
+    ]
+    [(outcome, detail)] = _steps(window, notice.id, "network-policy")
+    assert outcome == "created" and "allow-web" in detail and "deny-all" in detail
+
+    window.clock.at(notice.start)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.ACTIVE
+    assert _the_page_policy(k8s, window, notice.id) == policy
+
+    window.clock.at(notice.end)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.COMPLETED
+    assert _page_policies(k8s, window.namespace) == []
+    assert _deleted(window, notice.id) == [
+        f"deleted NetworkPolicy {window.namespace}/{policy['metadata']['name']}"
+    ]
+    assert leftovers_after(k8s, notice.id) == []
+    # The app's own policies are untouched.
+    names = {
+        p.metadata.name
+        for p in NetworkingV1Api(k8s).list_namespaced_network_policy(window.namespace).items
+    }
+    assert names == {"deny-all", "allow-web"}
+
+
+def test_a_window_cancelled_before_the_switch_deletes_the_page_policy(window, k8s):
+    notice = _add(window)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.READY
+    _the_page_policy(k8s, window, notice.id)
+    window.app.end_notice(notice.id, cancel=True)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.CANCELLED
+    assert _page_policies(k8s, window.namespace) == []
+    assert len(_deleted(window, notice.id)) == 1
+    assert leftovers_after(k8s, notice.id) == []
+
+
+def test_a_service_deleted_before_the_switch_rolls_back_without_leaving_the_page_policy(
+    window, k8s
+):
+    notice = _add(window)
+    window.step()
+    _the_page_policy(k8s, window, notice.id)
+    CoreV1Api(k8s).delete_namespaced_service("web", window.namespace)
+    window.clock.at(notice.start)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
+    assert _page_policies(k8s, window.namespace) == []
+    assert leftovers_after(k8s, notice.id) == []
+
+
+def test_the_forced_restore_deletes_the_page_policy_from_the_service_annotations_alone(window, k8s):
+    notice = _add(window)
+    window.step()
+    window.clock.at(notice.start)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.ACTIVE
+    _the_page_policy(k8s, window, notice.id)
+    # `maint restore --overdue` past end + grace: no database, no runner pass.
+    overdue = window.notice(notice.id).end + window.app.settings.grace() + timedelta(seconds=1)
+    [result] = restore_overdue(window.app.api, now=overdue, namespace=window.namespace)
+    assert result.outcome == "restored"
+    assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == (
+        APP_LABELS
+    )
+    assert _page_policies(k8s, window.namespace) == []
+
+
+def test_without_a_policy_for_the_app_no_page_policy_is_made(
+    control_plane, k8s, namespace, database_url, oci_registry, kubelet
+):
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+        build_timeout=5,
+    ) as window:
+        NetworkingV1Api(k8s).create_namespaced_network_policy(
+            namespace,
+            {
+                "metadata": {"name": "allow-db"},
+                "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}]},
+            },
+        )
+        notice = _add(window)
+        window.step()
+        assert window.notice(notice.id).targets[0].state is TargetState.READY
+        assert _page_policies(k8s, namespace) == []
+        assert _steps(window, notice.id, "network-policy") == []
+
+
+def test_a_window_failed_on_a_foreign_selector_deletes_the_page_policy(window, k8s):
+    notice = _add(window)
+    window.step()
+    window.clock.at(notice.start)
+    window.step()
+    _the_page_policy(k8s, window, notice.id)
+    CoreV1Api(k8s).patch_namespaced_service(  # someone else takes the Service meanwhile
+        "web",
+        window.namespace,
+        [{"op": "replace", "path": "/spec/selector", "value": {"app": "web", "v": "2"}}],
+    )
+    window.clock.at(notice.end)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.FAILED
+    assert _page_policies(k8s, window.namespace) == []
+    assert len(_deleted(window, notice.id)) == 1

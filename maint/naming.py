@@ -84,13 +84,24 @@ def page_name(selector: object) -> str | None:
     return name
 
 
+def legacy_page_selector(*, name: str) -> dict[str, str]:
+    """The page selector of maint releases before it kept the original's keys: a window such a
+    release switched is still given back after an upgrade, by the runner and by the sweep."""
+    return {MANAGED_BY: MANAGER, PAGE_LABEL: name}
+
+
 def is_page_selector(selector: object, *, original: Mapping[str, str]) -> str | None:
-    """The page Pod's name if ``selector`` is what :func:`page_selector` makes for ``original``.
+    """The page Pod's name if ``selector`` is what :func:`page_selector` makes for ``original``
+    (or exactly :func:`legacy_page_selector` of a page name of maint's form).
 
     Exactly ``original``'s keys (none of them maint's own), every value the same page name of
     maint's form: the forced restore acts on nothing else, since anyone who may edit a Service
     can write its annotations.
     """
+    if isinstance(selector, dict) and set(selector) == {MANAGED_BY, PAGE_LABEL}:
+        name = page_name({PAGE_LABEL: selector[PAGE_LABEL]})
+        legacy = name is not None and selector == legacy_page_selector(name=name)
+        return name if legacy else None
     if not isinstance(selector, dict) or set(selector) != set(original):
         return None
     if any(is_maint_key(key) for key in selector):

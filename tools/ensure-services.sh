@@ -70,6 +70,20 @@ ensure_postgres() {
       return
     }
   fi
+  # Debian's default of 100 connections is tight when a test runs several `maint run`
+  # processes, each with its own pool: raise it once (needs a restart), never lower it.
+  local connections
+  connections=$(as_postgres psql -p 5432 -tAc "SHOW max_connections" 2>/dev/null || echo 0)
+  if [ "${connections:-0}" -lt 300 ] 2>/dev/null; then
+    say "PostgreSQL: max_connections $connections -> 300 (restart)"
+    as_postgres psql -p 5432 -qc "ALTER SYSTEM SET max_connections = 300" &&
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" main restart || true
+    local i
+    for i in $(seq 1 30); do
+      pg_isready -q -h 127.0.0.1 -p 5432 && break
+      sleep 0.5
+    done
+  fi
   local exists verb
   exists=$(as_postgres psql -p 5432 -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'maint'") || {
     lack "access to PostgreSQL as its superuser" "run as root (or postgres) once"

@@ -38,6 +38,8 @@ class Ending:
         if original is None:
             raise Conflict(f"no original selector recorded for {ref}; restore it by hand")
         page = naming.page_selector(name=item.target.pod, keys=original)
+        if service.selector == naming.legacy_page_selector(name=item.target.pod):
+            page = service.selector  # switched by a release before the page kept the keys
         try:
             result = switch.restore(ctx.api, ref=ref, page=page, original=original)
         except NotFound:

@@ -91,7 +91,7 @@ def _restore_one(
     notice = service.annotations.get(naming.NOTICE_ANNOTATION, "")
     if not (notice.isascii() and notice.isdigit() and str(int(notice)) == notice):
         return _skipped(ref, f"unreadable {naming.NOTICE_ANNOTATION} {notice!r}; left alone")
-    page = naming.page_selector(name=name, keys=original)
+    # As checked: the new shape, or the legacy one of a window an older release switched.
     restored = switch.restore(api, ref=ref, page=page, original=original)
     if restored.outcome is not switch.RestoreOutcome.FOREIGN:
         pods = page | {

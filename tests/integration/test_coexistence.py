@@ -311,3 +311,30 @@ def test_notice_add_refuses_a_selector_on_maints_own_label_keys(
     ]
     assert main(["notice", "list", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_window_an_older_release_switched_is_restored_after_the_upgrade(window, k8s):
+    """A release before this shape switched to ``{managed-by: maint, maint.io/page: NAME}``:
+    the runner that takes over after the upgrade restores that selector at the end, it does
+    not take it for someone else's and leave the Service on the page (FAILED)."""
+    core, ns = CoreV1Api(k8s), window.namespace
+    notice_id, pod = _active(window)
+    legacy = naming.legacy_page_selector(name=pod)
+    core.patch_namespaced_pod(pod, ns, {"metadata": {"labels": legacy}})
+    core.patch_namespaced_service(
+        "web",
+        ns,
+        [
+            {"op": "replace", "path": "/spec/selector", "value": legacy},
+            {
+                "op": "replace",
+                "path": "/metadata/annotations/maint.io~1page-selector",
+                "value": json.dumps(legacy, sort_keys=True),
+            },
+        ],
+    )
+    window.clock.at(window.notice(notice_id).end)
+    window.step()
+    assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
+    assert core.read_namespaced_service("web", ns).spec.selector == APP_LABELS
+    assert leftovers_after(k8s, notice_id) == []

@@ -136,14 +136,16 @@ def test_pods_without_the_notice_label_survive_a_forged_maint_shaped_selector(k8
     "page",
     [
         {"app": "maint-42-web-abcde-0123abcd", "tier": "maint-42-web-abcde-0123abcd"},  # keys
-        {naming.MANAGED_BY: naming.MANAGER, naming.PAGE_LABEL: "maint-42-web-abcde-0123abcd"},
+        {naming.MANAGED_BY: "helm", naming.PAGE_LABEL: "maint-42-web-abcde-0123abcd"},
+        {naming.MANAGED_BY: naming.MANAGER, naming.PAGE_LABEL: "db"},  # legacy, not a page
         {"app": "maint-42-web-abcde-0123abcd-x"},  # not maint's page-name form
     ],
-    ids=["other-keys", "maint-keys", "other-name"],
+    ids=["other-keys", "maint-keys", "legacy-other-name", "other-name"],
 )
 def test_a_selector_not_of_the_recorded_originals_keys_is_left_alone(k8s, namespace, api, page):
     """The page selector has exactly the recorded original's keys, each with one page name of
-    maint's form: anything else (forged, or maint's old shape) is left alone, Pods untouched."""
+    maint's form (or exactly an older release's shape): anything else is left alone, Pods
+    untouched."""
     core = CoreV1Api(k8s)
     labels = {naming.MANAGED_BY: naming.MANAGER, naming.NOTICE_LABEL: "42"}
     _service(
@@ -230,3 +232,32 @@ def test_an_offset_less_restore_by_does_not_stop_the_forced_restore_of_another_s
         service = core.read_namespaced_service(name, namespace)
         assert service.spec.selector == selector
         assert naming.RESTORE_BY_ANNOTATION in service.metadata.annotations
+
+
+def test_a_window_an_older_release_switched_is_still_restored_by_the_sweep(k8s, namespace, api):
+    """Before the page selector kept the original's keys, maint wrote
+    ``{managed-by: maint, maint.io/page: NAME}``; such a window, overdue after an upgrade, is
+    given back and its page Pod removed."""
+    core = CoreV1Api(k8s)
+    name = "maint-42-web-abcde-0123abcd"
+    page = naming.legacy_page_selector(name=name)
+    _service(
+        core,
+        namespace,
+        "web",
+        selector=page,
+        annotations={
+            naming.PAGE_SELECTOR_ANNOTATION: json.dumps(page),
+            naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps(APP),
+            naming.NOTICE_ANNOTATION: "42",
+            naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
+        },
+    )
+    _pod(core, namespace, name, page | {naming.NOTICE_LABEL: "42"})
+    _pod(core, namespace, "app-0", APP)
+
+    results = restore_overdue(api, now=datetime.now(UTC), namespace=namespace)
+
+    assert [(r.service, r.outcome) for r in results] == [(f"{namespace}/web", "restored")]
+    assert core.read_namespaced_service("web", namespace).spec.selector == APP
+    assert _alive(core, namespace) == {"app-0"}

@@ -71,6 +71,14 @@ def test_the_page_selector_keeps_the_original_keys_with_the_page_name_as_every_v
     assert naming.is_page_selector(page, original={"app": "web", "tier": "fe"}) == name
 
 
+def test_an_older_releases_page_selector_still_counts_as_maints():
+    """Windows switched before the page kept the original's keys are still given back."""
+    name = "maint-1-web-abcde-0123abcd"
+    legacy = {"app.kubernetes.io/managed-by": "maint", "maint.io/page": name}
+    assert naming.legacy_page_selector(name=name) == legacy
+    assert naming.is_page_selector(legacy, original={"app": "web"}) == name
+
+
 @pytest.mark.parametrize(
     ("page", "original"),
     [
@@ -79,9 +87,13 @@ def test_the_page_selector_keeps_the_original_keys_with_the_page_name_as_every_v
         ({"app": "forged-page"}, {"app": "web"}),  # not maint's page-name form
         ({"app": "maint-1-web-abcde-0123abcd-"}, {"app": "web"}),
         ({"app": "db"}, {"app": "other"}),
-        (  # maint's old shape: its own keys, not the original's
+        (  # maint's old shape with a name not of maint's page form
+            {"app.kubernetes.io/managed-by": "maint", "maint.io/page": "db"},
+            {"app": "web"},
+        ),
+        (  # the old shape's keys with another manager
             {
-                "app.kubernetes.io/managed-by": "maint",
+                "app.kubernetes.io/managed-by": "helm",
                 "maint.io/page": "maint-1-web-abcde-0123abcd",
             },
             {"app": "web"},

@@ -160,6 +160,35 @@ def test_notice_add_accepts_the_blocked_target_when_the_check_is_allowed(plan) -
     assert _stored(plan.database_url) == 1
 
 
+def test_notice_add_refuses_a_flux_service_and_accepts_a_helm_one_with_its_warning(plan) -> None:
+    """Flux would revert the switch within its interval: blocked, one line, nothing stored.
+    Helm applies only on an upgrade: accepted; the warning is `maint plan`'s to show."""
+    window = ("--title", "t", "--reason", "r", "--start", _iso(30), "--end", _iso(90))
+    code, out, err = plan("notice", "add", *window, "--target", f"{plan.namespace}/flux")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "preflight check 'flux' blocks" in err
+    assert _stored(plan.database_url) == 0
+    code, _out, err = plan("notice", "add", *window, "--target", f"{plan.namespace}/helm")
+    assert code == 0, err
+    assert _stored(plan.database_url) == 1
+
+
+def test_argocd_is_found_by_its_field_manager_without_its_annotation(plan, k8s) -> None:
+    """A Service Argo CD applied server-side carries no tracking annotation, only its manager
+    in managedFields: still blocked."""
+    CoreV1Api(k8s).patch_namespaced_service(
+        "argo-ssa",
+        plan.namespace,
+        _service("argo-ssa"),
+        field_manager="argocd-controller",
+        _content_type="application/apply-patch+yaml",
+    )
+    code, found = _findings(plan, "argo-ssa")
+    assert code == 2
+    (argo,) = [f for f in found if f["check"] == "argocd"]
+    assert argo["severity"] == "block" and "field manager argocd-controller" in argo["message"]
+
+
 def test_an_unknown_allowed_check_is_bad_input(plan) -> None:
     code, _out, err = plan(
         "notice", "add", "--title", "t", "--reason", "r", "--start", _iso(30), "--end", _iso(90),

@@ -2,7 +2,8 @@
 
 A deleted maintenance Pod is back after one reconcile pass (one poll interval), before the
 start and during the window, and a running ``maint run`` at the default poll interval (15 s)
-has it back and Ready within 10 s: the page Pods are watched, not found at the next poll; a
+has it (or a replacement of an evicted one) back and Ready within 10 s: the page Pods are
+watched, not found at the next poll; a
 selector that someone else changed is never overwritten, is reported once in the
 event log, and the window ends FAILED with that selector left in place.
 
@@ -92,9 +93,25 @@ def test_a_deleted_page_pod_is_back_after_one_pass(window, k8s, phase):
     print(f"page Pod recreated and Ready in one pass ({took:.2f}s)")
 
 
-def test_a_running_maint_at_the_default_poll_brings_a_deleted_page_pod_back_within_10s(
-    stage, k8s, capsys
+EVICTED = {
+    "status": {
+        "phase": "Failed",
+        "reason": "Evicted",
+        "message": "The node was low on resource: memory.",
+        "conditions": [{"type": "Ready", "status": "False"}],
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("lost", "event"),
+    [("deleted", ("pod", "missing")), ("evicted", ("pod", "evicted"))],
+)
+def test_a_running_maint_at_the_default_poll_brings_a_lost_page_pod_back_within_10s(
+    stage, k8s, capsys, lost, event
 ):
+    """Deleted, or evicted (phase Failed, as the kubelet of a node under pressure reports it:
+    the fake kubelet stands in for that node), the page Pod is back and Ready within 10 s."""
     poll = Settings.model_fields["poll_interval"].default
     notice = stage.add(start_in=4, length=120)
     run = stage.run("maint", poll_interval=poll)
@@ -108,7 +125,7 @@ def test_a_running_maint_at_the_default_poll_brings_a_deleted_page_pod_back_with
         what=f"the window to be active\n{run.tail()}",
         interval=0.2,
     )
-    # Delete right after an observe has started: the next one by the clock is a poll away.
+    # Lose it right after an observe has started: the next one by the clock is a poll away.
     observe = f"started {notice.id}/{stage.namespace}/web:observe"
     seen = run.output().count(observe)
     wait_until(
@@ -129,17 +146,18 @@ def test_a_running_maint_at_the_default_poll_brings_a_deleted_page_pod_back_with
         ready = any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
         return found.metadata.uid != uid and ready
 
-    deleted = time.time()
-    core.delete_namespaced_pod(pod, stage.namespace)
+    began = time.time()
+    if lost == "deleted":
+        core.delete_namespaced_pod(pod, stage.namespace)
+    else:
+        core.patch_namespaced_pod_status(pod, stage.namespace, EVICTED)
     wait_until(back, timeout=poll + 5, what=f"the page Pod to be back\n{run.tail()}", interval=0.05)
-    took = time.time() - deleted
-    assert took <= 10, f"page Pod back {took:.2f}s after it was deleted (poll {poll:.0f}s)"
+    took = time.time() - began
+    assert took <= 10, f"page Pod back {took:.2f}s after it was {lost} (poll {poll:.0f}s)"
     assert stage.selector() == naming.page_selector(name=pod, keys=APP_LABELS)
-    assert ("pod", "missing") in [(e.step, e.outcome) for e in stage.events(notice.id)]
+    assert event in [(e.step, e.outcome) for e in stage.events(notice.id)]
     with capsys.disabled():
-        print(
-            f"\ndrift: a deleted page Pod was back and Ready {took:.2f}s later (poll {poll:.0f}s)"
-        )
+        print(f"\ndrift: a {lost} page Pod was back and Ready {took:.2f}s later (poll {poll:.0f}s)")
 
 
 def test_a_foreign_selector_is_reported_once_and_never_overwritten(window, k8s):

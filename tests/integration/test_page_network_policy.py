@@ -9,7 +9,6 @@ app Pod, and its rules carry the app's peers on the page's port.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -31,21 +30,15 @@ MANAGED = f"{naming.MANAGED_BY}={naming.MANAGER}"
 
 
 @pytest.fixture
-def window(control_plane, k8s, namespace, database_url, oci_registry, kubelet) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        build_timeout=5,
-        step_retry_delay=1,
-    ) as w:
-        _default_deny_and_allow_the_app(k8s, namespace)
-        yield w
+def window_settings() -> dict[str, Any]:
+    return {"build_timeout": 5, "step_retry_delay": 1}
+
+
+@pytest.fixture
+def window(window: Window, k8s, namespace) -> Window:
+    """The shared window, in a namespace that denies all ingress but the app's."""
+    _default_deny_and_allow_the_app(k8s, namespace)
+    return window
 
 
 def _default_deny_and_allow_the_app(k8s, namespace: str) -> None:

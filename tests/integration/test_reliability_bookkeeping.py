@@ -11,34 +11,22 @@ and PostgreSQL) are real.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from maint.notices import Event, TargetState
 from maint.runner import Runner, Steps, make_claims
-from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
-from tests.support.window import Window, open_window
+from tests.support.window import Window
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
 
 @pytest.fixture
-def window(control_plane, k8s, namespace, database_url, oci_registry, kubelet) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        step_retry_delay=1,
-    ) as w:
-        yield w
+def window_settings() -> dict[str, Any]:
+    return {"step_retry_delay": 1}
 
 
 class FailsOnce:

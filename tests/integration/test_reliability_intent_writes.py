@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from kubernetes.client import BatchV1Api, CoreV1Api
@@ -21,9 +22,8 @@ from kubernetes.client import BatchV1Api, CoreV1Api
 from maint import naming
 from maint.notices import TargetState
 from tests.support.faults import ApiProxy, Exchange, Fault
-from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
-from tests.support.window import APP_LABELS, Window, leftovers_after, open_window
+from tests.support.window import APP_LABELS, Window, leftovers_after
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -39,24 +39,16 @@ def proxy(control_plane) -> Iterator[ApiProxy]:
 
 
 @pytest.fixture
-def window(
-    control_plane, k8s, namespace, database_url, oci_registry, kubelet, proxy, tmp_path
-) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        build_timeout=30,
-        step_retry_delay=1,
-    ) as w:
-        kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
-        w.app.settings = w.app.settings.model_copy(update={"kubeconfig": str(kubeconfig)})
-        yield w
+def window_settings() -> dict[str, Any]:
+    return {"build_timeout": 30, "step_retry_delay": 1}
+
+
+@pytest.fixture
+def window(window: Window, proxy, tmp_path) -> Window:
+    """The shared window, its steps going through the counting proxy."""
+    kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
+    window.app.settings = window.app.settings.model_copy(update={"kubeconfig": str(kubeconfig)})
+    return window
 
 
 def _writes(proxy: ApiProxy, *, since: int) -> list[str]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from kubernetes.client import ApiClient, CoreV1Api
 
 from maint import naming
@@ -22,6 +23,7 @@ from maint.notices import Event, Notice, WorkItem
 from maint.runner import PassResult, Runner, Steps, make_claims
 from maint.runner.housekeeping import ImageJanitor
 from maint.settings import Settings
+from tests.support.kubelet import JobResult
 
 APP_LABELS = {"app": "web"}
 
@@ -299,3 +301,35 @@ def open_window(
     finally:
         w.close()
         CoreV1Api(k8s).delete_namespace(build_ns)
+
+
+@pytest.fixture
+def window_settings() -> dict[str, Any]:
+    """Settings of this module's ``window`` (override the fixture in a module)."""
+    return {}
+
+
+@pytest.fixture
+def window(
+    control_plane: Any,
+    k8s: ApiClient,
+    namespace: str,
+    database_url: str,
+    oci_registry: Any,
+    kubelet: Any,
+    window_settings: dict[str, Any],
+) -> Iterator[Window]:
+    """One in-process ``Window`` per test on ``database_url`` (SQLite and PostgreSQL), whose
+    Kaniko Jobs succeed with an image really in the registry, wired with ``window_settings``."""
+    kubelet.default_job_result = JobResult(
+        succeeded=True, message=oci_registry.push_image("maint-page")
+    )
+    with open_window(
+        control_plane=control_plane,
+        k8s=k8s,
+        namespace=namespace,
+        database_url=database_url,
+        registry=oci_registry,
+        **window_settings,
+    ) as opened:
+        yield opened

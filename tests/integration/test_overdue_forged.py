@@ -77,18 +77,23 @@ def _alive(core: CoreV1Api, namespace: str) -> set[str]:
     }
 
 
+def _overdue(*, page: dict[str, str], original: dict[str, str], notice: str) -> dict[str, str]:
+    """The annotations of a switched Service whose ``restore-by`` has passed."""
+    return {
+        naming.PAGE_SELECTOR_ANNOTATION: json.dumps(page),
+        naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps(original),
+        naming.NOTICE_ANNOTATION: notice,
+        naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
+    }
+
+
 def test_a_forged_foreign_page_selector_deletes_nothing_and_leaves_the_service(k8s, namespace, api):
     core = CoreV1Api(k8s)
     _service(
         core,
         namespace,
         "db",
-        annotations={
-            naming.PAGE_SELECTOR_ANNOTATION: json.dumps(APP),
-            naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps({"app": "other"}),
-            naming.NOTICE_ANNOTATION: "1",
-            naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
-        },
+        annotations=_overdue(page=APP, original={"app": "other"}, notice="1"),
     )
     for i in range(2):
         _pod(core, namespace, f"db-{i}", APP)
@@ -114,12 +119,7 @@ def test_pods_without_the_notice_label_survive_a_forged_maint_shaped_selector(k8
         namespace,
         "web",
         selector=page,
-        annotations={
-            naming.PAGE_SELECTOR_ANNOTATION: json.dumps(page),
-            naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps(APP),
-            naming.NOTICE_ANNOTATION: "42",
-            naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
-        },
+        annotations=_overdue(page=page, original=APP, notice="42"),
     )
     _pod(core, namespace, "no-notice", page | maints)  # maint's page labels, no notice label
     _pod(core, namespace, "other-notice", page | maints | {naming.NOTICE_LABEL: "41"})
@@ -153,12 +153,7 @@ def test_a_selector_not_of_the_recorded_originals_keys_is_left_alone(k8s, namesp
         namespace,
         "web",
         selector=page,
-        annotations={
-            naming.PAGE_SELECTOR_ANNOTATION: json.dumps(page),
-            naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps(APP),
-            naming.NOTICE_ANNOTATION: "42",
-            naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
-        },
+        annotations=_overdue(page=page, original=APP, notice="42"),
     )
     _pod(core, namespace, "paged", page | labels)
     _pod(core, namespace, "app-0", APP)
@@ -246,12 +241,7 @@ def test_a_window_an_older_release_switched_is_still_restored_by_the_sweep(k8s, 
         namespace,
         "web",
         selector=page,
-        annotations={
-            naming.PAGE_SELECTOR_ANNOTATION: json.dumps(page),
-            naming.ORIGINAL_SELECTOR_ANNOTATION: json.dumps(APP),
-            naming.NOTICE_ANNOTATION: "42",
-            naming.RESTORE_BY_ANNOTATION: PAST.isoformat(),
-        },
+        annotations=_overdue(page=page, original=APP, notice="42"),
     )
     _pod(core, namespace, name, page | {naming.NOTICE_LABEL: "42"})
     _pod(core, namespace, "app-0", APP)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -72,6 +73,8 @@ class NoticeRow(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # IANA zone name or fixed offset the page shows times in; NULL: the display default.
     display_zone: Mapped[str | None] = mapped_column(String(ZONE_MAX), nullable=True)
+    # Set Flux's reconcile-disabled annotation on each target for the window (--pause-reconcilers).
+    pause_reconcilers: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Moved by every operator intent: ``max(updated_at)`` is the scheduler's change marker.
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -100,6 +103,9 @@ class TargetRow(Base):
     pod: Mapped[str | None] = mapped_column(String(253), nullable=True)
     revision: Mapped[str | None] = mapped_column(String(16), nullable=True)
     original_selector: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # JSON {annotation: value before the switch, or null}: what the switch added to pause
+    # reconcilers, removed exactly at every ending. NULL: nothing was added.
+    paused: Mapped[str | None] = mapped_column(Text, nullable=True)
     actual_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -17,6 +17,9 @@ packages=(
   # the venv, the integration layer (real nginx, PostgreSQL, registry)
   ca-certificates make openssl python3 python3-venv python3-pip nginx postgresql
   docker-registry skopeo prometheus-alertmanager
+  # the page in a real browser (tests/integration/test_page_browser.py): headless Chromium,
+  # a font with Hangul so Korean is not drawn as boxes, and fc-list to tell which fonts have it
+  chromium fonts-nanum fontconfig
   # the real node and its images
   containerd runc containernetworking-plugins iptables conntrack util-linux procps
   gcc libc6-dev

@@ -36,6 +36,7 @@ from maint.page import PageNotice, render
 from tests.support.browser import Browser, Event, LogEntry, Tab, chromium
 from tests.support.fixtures_nginx import nginx_serving
 from tests.support.loopback_service import app_serving, switched_service
+from tests.support.page_cases import PAGE_CSP
 from tests.support.require import binary, missing
 
 pytestmark = [pytest.mark.nginx, pytest.mark.browser]
@@ -148,8 +149,12 @@ def test_page_shows_the_notice_in_its_own_zone(
     name = f"page-{written.notice.lang}-{device.name}.png"
     _keep(png, tmp_path / name)
 
-    assert _responses(tab, "Document") == [503]  # maint's page, as nginx answers it
-    assert _responses(tab, "Script") == [200]  # the reload script, allowed by script-src 'self'
+    (document,) = _responses(tab, "Document")
+    assert document["params"]["response"]["status"] == 503  # maint's page, as nginx answers it
+    assert _header(document, "Content-Security-Policy") == PAGE_CSP  # what "no violation" means
+    (script,) = _responses(tab, "Script")
+    assert script["params"]["response"]["status"] == 200  # allowed by script-src 'self'
+    assert shown["zone"] == BROWSER_ZONE
     assert shown["lang"] == written.notice.lang
     assert shown["heading"] == written.heading
     assert shown["title"] == written.notice.title
@@ -281,6 +286,7 @@ SHOWN = """(() => {
   const root = document.scrollingElement;
   return {
     lang: document.documentElement.lang,
+    zone: Intl.DateTimeFormat().resolvedOptions().timeZone,
     heading: document.querySelector(".badge").innerText.trim(),
     title: document.querySelector("h1").innerText.trim(),
     times: dds.map((dd) => dd.innerText.trim()),
@@ -316,9 +322,9 @@ def _problems(entries: list[LogEntry]) -> list[LogEntry]:
     ]
 
 
-def _responses(tab: Tab, kind: str) -> list[int]:
+def _responses(tab: Tab, kind: str) -> list[Event]:
     return [
-        event["params"]["response"]["status"]
+        event
         for event in tab.events
         if event["method"] == "Network.responseReceived" and event["params"]["type"] == kind
     ]

@@ -192,9 +192,10 @@ class App:
         maintenance: bool,
         allow: Sequence[str] = (),
         timezone: str | None = None,
+        pause_reconcilers: bool = False,
     ) -> Notice:
         """Register a notice; a target the preflight blocks is refused unless ``allow`` names
-        each blocking check."""
+        each blocking check (a reconciler maint pauses itself does not block)."""
         check_names(allow)
         now = self.clock()
         new = new_notice(
@@ -209,6 +210,7 @@ class App:
             start_tolerance=timedelta(seconds=self.settings.start_tolerance),
             namespaces=namespace_policy(self.settings),
             timezone=timezone,
+            pause_reconcilers=pause_reconcilers,
         )
         if maintenance:
             for ref in new.targets:
@@ -217,7 +219,8 @@ class App:
                 except NotFound:
                     raise InvalidInput(f"Service {ref} does not exist") from None
                 switch.switchable(service)
-                refused = preflight.blocking(self.preflight(ref), allowed=allow)
+                found = self.preflight(ref, pause_reconcilers=pause_reconcilers)
+                refused = preflight.blocking(found, allowed=allow)
                 if refused:
                     first = refused[0]
                     raise InvalidInput(
@@ -229,19 +232,24 @@ class App:
         )
         return self.store.add(new, now=now, due_at=due_at(TargetState.SCHEDULED, window=window))
 
-    def plan(self, targets: Sequence[str]) -> list[preflight.Finding]:
+    def plan(
+        self, targets: Sequence[str], *, pause_reconcilers: bool = False
+    ) -> list[preflight.Finding]:
         """The preflight of ``maint plan``: every finding for every target, in order."""
         if not targets:
             raise InvalidInput("give at least one --target NAMESPACE/SERVICE")
         refs = [ServiceRef.parse(t) for t in targets]
-        return [f for ref in refs for f in self.preflight(ref)]
+        pause = pause_reconcilers
+        return [f for ref in refs for f in self.preflight(ref, pause_reconcilers=pause)]
 
-    def preflight(self, ref: ServiceRef) -> list[preflight.Finding]:
+    def preflight(
+        self, ref: ServiceRef, *, pause_reconcilers: bool = False
+    ) -> list[preflight.Finding]:
         try:
             around = cluster.surroundings(self.api, namespace=ref.namespace, name=ref.name)
         except NotFound:
             raise InvalidInput(f"Service {ref} does not exist") from None
-        return preflight.findings(around)
+        return preflight.findings(around, pause_reconcilers=pause_reconcilers)
 
     def end_notice(self, notice_id: int, *, cancel: bool) -> Notice:
         """Record "end now" or "cancel": only the database is written, the runner acts.
@@ -398,6 +406,7 @@ def notice_json(
         "start": notice.start.isoformat(),
         "end": notice.end.isoformat(),
         "display_zone": notice.display_zone,
+        "pause_reconcilers": notice.pause_reconcilers,
         "state": notice.state(now),
         "cancelled_at": notice.cancelled_at.isoformat() if notice.cancelled_at else None,
         "targets": [
@@ -408,6 +417,7 @@ def notice_json(
                 "image": t.image,
                 "pod": t.pod,
                 "original_selector": t.original_selector,
+                "paused": t.paused,
                 "actual_start": t.actual_start.isoformat() if t.actual_start else None,
                 "actual_end": t.actual_end.isoformat() if t.actual_end else None,
                 "forced": t.forced,

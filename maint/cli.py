@@ -62,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="CHECK",
         help="accept a target the preflight blocks on CHECK (see `maint plan`)",
     )
+    add.add_argument(
+        "--pause-reconcilers",
+        action="store_true",
+        help="pause Flux on each target for the window (kustomize.toolkit.fluxcd.io/reconcile: "
+        "disabled, set at the switch, removed at the end)",
+    )
     _output(add)
     _output(notice.add_parser("list", help="list notices"))
     show = notice.add_parser("show", help="a notice, its targets and event log")
@@ -81,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="preflight: what would get in the way of a switch")
     plan.add_argument("--target", action="append", default=[], metavar="NAMESPACE/SERVICE")
+    plan.add_argument(
+        "--pause-reconcilers", action="store_true", help="as `notice add --pause-reconcilers`"
+    )
     _output(plan)
     run = sub.add_parser("run", help="the scheduler")
     run.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
@@ -275,7 +284,7 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
                 server.server_close()
         return 0
     if command == "plan":
-        found = app.plan(args.target)
+        found = app.plan(args.target, pause_reconcilers=args.pause_reconcilers)
         if args.output == "json":
             print(preflight.dumps(found))
         else:
@@ -332,6 +341,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             lang=args.lang,
             maintenance=not args.no_maintenance,
             allow=args.allow,
+            pause_reconcilers=args.pause_reconcilers,
             timezone=args.timezone,
         )
         if args.output == "json":
@@ -356,6 +366,8 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             f"  window  {notice.start.isoformat()} .. {notice.end.isoformat()}  lang={notice.lang}"
         )
         print(f"  zone    {_printable(notice.display_zone or '-')} (page times)")
+        if notice.pause_reconcilers:
+            print("  pause   reconcilers (Flux) paused on each target for the window")
         reason = _printable(notice.reason, keep="\n\t").replace("\n", "\n          ")
         print(f"  reason  {reason}")
         for t in notice.targets:

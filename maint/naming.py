@@ -17,11 +17,17 @@ ORIGINAL_SELECTOR_ANNOTATION = "maint.io/original-selector"
 PAGE_SELECTOR_ANNOTATION = "maint.io/page-selector"
 NOTICE_ANNOTATION = "maint.io/notice"
 RESTORE_BY_ANNOTATION = "maint.io/restore-by"
+# What the switch added to pause reconcilers, {annotation: value before, or null}.
+PAUSED_ANNOTATION = "maint.io/paused"
+# Who owned the selector's keys before the switch (``switch.ownership``), given back at restore.
+SELECTOR_OWNERS_ANNOTATION = "maint.io/selector-owners"
 SERVICE_ANNOTATIONS = (
     ORIGINAL_SELECTOR_ANNOTATION,
     PAGE_SELECTOR_ANNOTATION,
     NOTICE_ANNOTATION,
     RESTORE_BY_ANNOTATION,
+    PAUSED_ANNOTATION,
+    SELECTOR_OWNERS_ANNOTATION,
 )
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

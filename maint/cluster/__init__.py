@@ -10,7 +10,7 @@ from maint.cluster.deleting import delete
 from maint.cluster.events import emit as emit_event
 from maint.cluster.guard import Write, guarded, installed
 from maint.cluster.inspecting import AppIngress, Surroundings, app_ingress, surroundings
-from maint.cluster.patching import json_patch_service, pointer
+from maint.cluster.patching import FIELD_MANAGER, json_patch_service, pointer, set_pod_owners
 from maint.cluster.reading import (
     get_pod,
     get_service,
@@ -33,6 +33,7 @@ from maint.cluster.types import (
 from maint.cluster.watching import Progress, follow_pods, wait_endpoints, wait_job, wait_pod
 
 __all__ = [
+    "FIELD_MANAGER",
     "AppIngress",
     "Cluster",
     "JobInfo",
@@ -64,6 +65,7 @@ __all__ = [
     "pod_log_tail",
     "pointer",
     "ready_endpoint_pods",
+    "set_pod_owners",
     "surroundings",
     "wait_endpoints",
     "wait_job",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from maint.cluster.types import JobInfo, PodInfo, ServiceInfo, ServicePort, Termination
@@ -26,7 +27,22 @@ def service(obj: Any) -> ServiceInfo:
         ports=ports,
         annotations=dict(obj.metadata.annotations or {}),
         resource_version=obj.metadata.resource_version or "",
+        managed_fields=tuple(_managed_entry(e) for e in obj.metadata.managed_fields or ()),
     )
+
+
+def _managed_entry(entry: Any) -> dict[str, Any]:
+    """One ``metadata.managedFields`` entry as the API's JSON (the client model's names)."""
+    raw = {
+        "manager": entry.manager,
+        "operation": entry.operation,
+        "apiVersion": entry.api_version,
+        "time": entry.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if entry.time else None,
+        "fieldsType": entry.fields_type,
+        "fieldsV1": entry.fields_v1,
+        "subresource": entry.subresource,
+    }
+    return {key: value for key, value in raw.items() if value is not None}
 
 
 def service_from_dict(obj: dict[str, Any]) -> ServiceInfo:
@@ -49,6 +65,7 @@ def service_from_dict(obj: dict[str, Any]) -> ServiceInfo:
         ports=ports,
         annotations=dict(meta.get("annotations") or {}),
         resource_version=meta.get("resourceVersion", ""),
+        managed_fields=tuple(meta.get("managedFields") or ()),
     )
 
 

@@ -1,6 +1,7 @@
 """Patches. Service selectors only ever change by JSON Patch with a ``test`` op: a strategic or
 merge patch would keep old selector keys (kubernetes #36509) and a concurrent change must never be
-overwritten. A failed ``test`` raises ``Conflict``.
+overwritten. A failed ``test`` raises ``Conflict``. Every patch is made under the field manager
+``maint`` (``FIELD_MANAGER``), so ``managedFields`` tell who changed what.
 
 The API server (checked with 1.36) answers a JSON Patch it cannot apply (a failed ``test``, a
 path that is not there) with 422 ``Invalid``, the generic message "the server rejected our
@@ -20,8 +21,10 @@ from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import Cluster
 from maint.cluster.guard import Write, before_write
-from maint.cluster.types import ServiceInfo
+from maint.cluster.types import ObjectRef, ServiceInfo
 from maint.errors import Conflict, InvalidInput
+
+FIELD_MANAGER = "maint"
 
 
 def json_patch_service(
@@ -36,6 +39,7 @@ def json_patch_service(
             name,
             namespace,
             ops,
+            field_manager=FIELD_MANAGER,
             _content_type="application/json-patch+json",
         )
     except InvalidInput as e:
@@ -46,6 +50,29 @@ def json_patch_service(
             "read it again"
         ) from e.__cause__
     return convert.service(obj)
+
+
+def set_pod_owners(
+    cluster: Cluster, *, kind: str, namespace: str, name: str, pods: list[ObjectRef]
+) -> None:
+    """Make ``pods`` the owners of an object (NetworkPolicy): the garbage collector deletes it
+    once every one of them is gone, whether or not maint is still running."""
+    what = f"patch {kind} {namespace}/{name}"
+    api, method = _PATCHERS[kind]
+    owners = [{"apiVersion": "v1", "kind": "Pod", "name": p.name, "uid": p.uid} for p in pods]
+    before_write(Write("patch", kind, namespace, name))
+    call(
+        what,
+        getattr(getattr(cluster, api), method),
+        name,
+        namespace,
+        [{"op": "add", "path": "/metadata/ownerReferences", "value": owners}],
+        field_manager=FIELD_MANAGER,
+        _content_type="application/json-patch+json",
+    )
+
+
+_PATCHERS = {"NetworkPolicy": ("networking", "patch_namespaced_network_policy")}
 
 
 def _not_applicable(error: BaseException | None) -> bool:

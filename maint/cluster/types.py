@@ -26,6 +26,8 @@ class ServiceInfo:
     ports: tuple[ServicePort, ...]
     annotations: dict[str, str] = field(default_factory=dict)
     resource_version: str = ""
+    # metadata.managedFields as the API's JSON (who owns which field: ``switch.ownership``).
+    managed_fields: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,4 @@ class ObjectRef:
     namespace: str
     name: str
     labels: dict[str, str] = field(default_factory=dict)
+    uid: str = ""

@@ -80,6 +80,7 @@ class TargetUpdate:
     pod: str | None = None
     revision: str | None = None
     original_selector: dict[str, str] | None = None
+    paused: dict[str, str | None] | None = None
     actual_start: datetime | None = None
     actual_end: datetime | None = None
     forced: bool | None = None
@@ -141,6 +142,7 @@ class NoticeStore:
                 start_at=new.start,
                 end_at=new.end,
                 display_zone=new.display_zone,
+                pause_reconcilers=new.pause_reconcilers,
                 created_at=now,
                 updated_at=_next_marker(session),
             )
@@ -322,6 +324,8 @@ class NoticeStore:
                 values[name] = value
         if changes.original_selector is not None:
             values["original_selector"] = json.dumps(changes.original_selector, sort_keys=True)
+        if changes.paused:
+            values["paused"] = json.dumps(changes.paused, sort_keys=True)
         fence = _fence_for(target_id)
         with self._session() as session, session.begin():
             result = session.execute(
@@ -762,6 +766,7 @@ def _target(row: TargetRow) -> Target:
         actual_start=row.actual_start,
         actual_end=row.actual_end,
         forced=bool(row.forced),
+        paused=json.loads(row.paused) if row.paused else None,
     )
 
 
@@ -779,4 +784,5 @@ def _notice(row: NoticeRow) -> Notice:
         cancelled_at=row.cancelled_at,
         targets=tuple(_target(t) for t in row.targets),
         display_zone=row.display_zone,
+        pause_reconcilers=bool(row.pause_reconcilers),
     )

@@ -77,6 +77,8 @@ class NewNotice:
     targets: tuple[ServiceRef, ...]
     # An IANA name (``Asia/Seoul``) or a fixed offset (``+09:00``); None: the display default.
     display_zone: str | None = None
+    # Pause reconcilers (Flux) on each target for the window (``switch.pause``).
+    pause_reconcilers: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class Target:
     actual_start: datetime | None = None
     actual_end: datetime | None = None
     forced: bool = False
+    # What the switch changed to pause reconcilers: {annotation: value before, or None}.
+    paused: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Notice:
     targets: tuple[Target, ...] = field(default=())
     # The zone the page shows times in, as in ``NewNotice``; None: MAINT_DISPLAY_TIMEZONE.
     display_zone: str | None = None
+    pause_reconcilers: bool = False
 
     def state(self, now: datetime) -> str:
         """The notice's state, derived from its targets (or the clock for announcements)."""

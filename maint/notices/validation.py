@@ -99,12 +99,13 @@ def new_notice(
     start_tolerance: timedelta,
     namespaces: NamespacePolicy | None = None,
     timezone: str | None = None,
+    pause_reconcilers: bool = False,
 ) -> NewNotice:
     """Validate every field; the first problem found is raised and nothing is written.
 
     ``namespaces``: refuse targets outside the allowlist or in a namespace refused always.
     ``timezone``: the IANA zone the page shows times in; without it, the offset ``start`` was
-    written with (unless UTC, see ``written_zone``).
+    written with (unless UTC, see ``written_zone``). ``pause_reconcilers``: see ``switch.pause``.
     """
     title = title.strip()
     reason = reason.strip()
@@ -134,6 +135,8 @@ def new_notice(
     refs = tuple(ServiceRef.parse(t) for t in targets)
     if maintenance and not refs:
         raise InvalidInput("a maintenance notice needs at least one --target NAMESPACE/SERVICE")
+    if pause_reconcilers and not maintenance:
+        raise InvalidInput("--pause-reconcilers needs a maintenance notice (it switches nothing)")
     if len(refs) > MAX_TARGETS:
         raise InvalidInput(f"{len(refs)} targets; at most {MAX_TARGETS} per notice")
     if len(set(refs)) != len(refs):
@@ -149,6 +152,7 @@ def new_notice(
         end=end_at,
         targets=refs,
         display_zone=display_zone,
+        pause_reconcilers=pause_reconcilers,
     )
 
 

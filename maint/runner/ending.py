@@ -51,7 +51,8 @@ class Ending:
             item,
             "force-restore" if forced else "restore",
             "ok" if result.outcome is switch.RestoreOutcome.RESTORED else "already",
-            f"selector {original} ({lag:+.3f}s from end)",
+            f"selector {original} ({lag:+.3f}s from end)"
+            + (f"; {result.ownership}" if result.ownership else ""),
         )
         ctx.verify_endpoints(item, want=set(), what="no page Pod")
         self.cleanup(item, keep=None, images=_images(item))

@@ -82,7 +82,8 @@ class Preparing:
         except MaintError as e:
             self.ctx.event(item, "preflight", "failed", str(e))
             return
-        for finding in preflight.findings(around):
+        pause = item.notice.pause_reconcilers
+        for finding in preflight.findings(around, pause_reconcilers=pause):
             if finding.severity == preflight.INFO:
                 continue
             outcome = "blocked" if finding.severity == preflight.BLOCK else "warn"

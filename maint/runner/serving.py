@@ -51,6 +51,7 @@ class Serving:
                     page=pod.labels,
                     notice_id=item.notice.id,
                     restore_by=item.notice.end + ctx.settings.grace(),
+                    pause_reconcilers=item.notice.pause_reconcilers,
                 )
             except NotFound:  # only the Service is read or patched here
                 raise ServiceGone(f"Service {ref} was deleted") from None
@@ -62,12 +63,15 @@ class Serving:
             item,
             "switch",
             "ok" if not result.already else "already",
-            f"selector {result.original} -> page {item.target.pod} ({lag:+.3f}s from start)",
+            f"selector {result.original} -> page {item.target.pod} ({lag:+.3f}s from start)"
+            + (f"; paused {sorted(result.paused)}" if result.paused else ""),
         )
         item = ctx.move(
             item,
             TargetState.ACTIVE,
-            changes=TargetUpdate(original_selector=result.original, actual_start=now),
+            changes=TargetUpdate(
+                original_selector=result.original, paused=result.paused, actual_start=now
+            ),
         )
         ctx.verify_endpoints(item, want={item.target.pod or ""}, what="only the page Pod")
         return item

@@ -17,6 +17,7 @@ from typing import Any
 from maint import naming
 from maint.cluster.inspecting import Object, Surroundings
 from maint.switch.netpol import app_policies, isolates_ingress
+from maint.switch.pause import FLUX_RECONCILE
 
 BLOCK, WARN, INFO = "block", "warn", "info"
 SEVERITIES = (BLOCK, WARN, INFO)
@@ -25,7 +26,6 @@ ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
 ARGO_MANAGERS = frozenset({"argocd-controller", "argocd-application-controller"})
 FLUX_KUSTOMIZE_MANAGER = "kustomize-controller"
 FLUX_HELM_MANAGER = "helm-controller"
-FLUX_RECONCILE = "kustomize.toolkit.fluxcd.io/reconcile"
 HELM_RELEASE = "meta.helm.sh/release-name"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -50,8 +50,11 @@ class Finding:
         return asdict(self)
 
 
-def findings(s: Surroundings) -> list[Finding]:
-    """Every finding for one Service, blocking ones first, then in check order."""
+def findings(s: Surroundings, *, pause_reconcilers: bool = False) -> list[Finding]:
+    """Every finding for one Service, blocking ones first, then in check order.
+
+    With ``pause_reconcilers`` (the notice pauses Flux itself, ``switch.pause``) Flux's
+    kustomize-controller no longer blocks: it is told as what maint will do."""
     meta = s.service.get("metadata") or {}
     target = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     found = [
@@ -59,7 +62,21 @@ def findings(s: Surroundings) -> list[Finding]:
         for rule in RULES
         for check, severity, message, remedy in rule(s)
     ]
+    if pause_reconcilers:
+        found = [_paused(f) if f.check == "flux" and f.severity == BLOCK else f for f in found]
     return sorted(found, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def _paused(finding: Finding) -> Finding:
+    return Finding(
+        finding.target,
+        finding.check,
+        INFO,
+        f"Flux's kustomize-controller manages this Service: maint sets {FLUX_RECONCILE}: "
+        "disabled in the switch's patch and puts back the value it had at the end "
+        "(--pause-reconcilers)",
+        "resume Flux by hand only if maint could not end the window",
+    )
 
 
 def blocking(found: Iterable[Finding], *, allowed: Iterable[str] = ()) -> list[Finding]:
@@ -121,8 +138,9 @@ def _flux(s: Surroundings) -> list[Result]:
                     BLOCK,
                     "Flux's kustomize-controller manages this Service: it reverts the page "
                     "selector at its next interval or commit",
-                    f"annotate the Service {FLUX_RECONCILE}=disabled for the window (Flagger does "
-                    "the same), or `flux suspend kustomization <name>`; then pass --allow flux",
+                    "pass --pause-reconcilers (maint sets "
+                    f"{FLUX_RECONCILE}: disabled for the window and removes it after), or "
+                    "`flux suspend kustomization <name>` and pass --allow flux",
                 )
             )
     if helm:

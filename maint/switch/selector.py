@@ -3,7 +3,8 @@
 Both directions are one JSON Patch whose first op is a ``test`` of the selector we expect, so
 the API server applies it atomically or not at all. Switching also writes the original selector
 into a Service annotation in that same patch: the forced restore (``maint restore --overdue``)
-needs nothing but the Service itself.
+needs nothing but the Service itself. The same patch records who owned the selector (given back
+after the restore, ``ownership``) and, when asked, pauses reconcilers (``pause``).
 """
 
 from __future__ import annotations
@@ -11,24 +12,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from maint import cluster
 from maint.cluster import Cluster, ServiceInfo
-from maint.errors import Conflict
+from maint.errors import Conflict, MaintError
 from maint.naming import (
     NOTICE_ANNOTATION,
     ORIGINAL_SELECTOR_ANNOTATION,
     PAGE_LABEL,
     PAGE_SELECTOR_ANNOTATION,
     RESTORE_BY_ANNOTATION,
+    SELECTOR_OWNERS_ANNOTATION,
     SERVICE_ANNOTATIONS,
     page_name,
     page_selector,
 )
 from maint.notices import ServiceRef
+from maint.switch import ownership, pause
 from maint.switch.rules import switchable
 
 
@@ -36,6 +39,7 @@ from maint.switch.rules import switchable
 class Switched:
     original: dict[str, str]
     already: bool  # the selector was already the page's (a retried step)
+    paused: pause.Paused  # what the switch changed to pause reconcilers (see ``pause``)
 
 
 class RestoreOutcome(StrEnum):
@@ -48,6 +52,7 @@ class RestoreOutcome(StrEnum):
 class Restored:
     outcome: RestoreOutcome
     live: dict[str, str]
+    ownership: str = ""  # what became of the selector's ownership, for the event log
 
 
 def switch(
@@ -57,6 +62,7 @@ def switch(
     page: Mapping[str, str],
     notice_id: int,
     restore_by: datetime,
+    pause_reconcilers: bool = False,
 ) -> Switched:
     """Point the Service at the page Pod whose labels are ``page``; returns the app's original
     selector (the live one, which only this initial switch may record; a refresh uses
@@ -65,12 +71,15 @@ def switch(
     The page selector is the live selector's keys with the page's name (``naming.page_selector``);
     the page Pod was labelled for the keys the selector had at preparation, so a selector whose
     keys changed since is refused (``Conflict``) rather than pointed at a Pod it does not match.
+    With ``pause_reconcilers`` the same patch pauses them (``pause``), guarded by the
+    resourceVersion so that the value recorded as "before" is the one replaced.
     """
     name = page[PAGE_LABEL]
     for _attempt in range(3):
         service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
         if page_name(service.selector) == name:
-            return Switched(original=_saved_original(service), already=True)
+            paused = pause.recorded(service) or {}
+            return Switched(original=_saved_original(service), already=True, paused=paused)
         switchable(service)
         original = service.selector
         selector = page_selector(name=name, keys=original)
@@ -79,23 +88,34 @@ def switch(
                 f"Service {ref} now selects on {sorted(original)}, not the keys page Pod {name} "
                 "was labelled for; not switched"
             )
-        ops = _annotations(
-            service, page=selector, original=original, notice_id=notice_id, restore_by=restore_by
-        )
+        paused = pause.to_pause(service) if pause_reconcilers else {}
+        values = {
+            ORIGINAL_SELECTOR_ANNOTATION: json.dumps(original, sort_keys=True),
+            PAGE_SELECTOR_ANNOTATION: json.dumps(selector, sort_keys=True),
+            NOTICE_ANNOTATION: str(notice_id),
+            RESTORE_BY_ANNOTATION: restore_by.isoformat(),
+            SELECTOR_OWNERS_ANNOTATION: json.dumps(
+                ownership.selector_owners(service.managed_fields), sort_keys=True
+            ),
+        } | pause.pause_values(paused)
+        guard = [{"op": "test", "path": "/spec/selector", "value": service.selector}]
+        if paused:
+            version = service.resource_version
+            guard.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
         try:
             cluster.json_patch_service(
                 api,
                 namespace=ref.namespace,
                 name=ref.name,
                 ops=[
-                    {"op": "test", "path": "/spec/selector", "value": service.selector},
-                    *ops,
+                    *guard,
+                    *_annotations(service, values),
                     {"op": "replace", "path": "/spec/selector", "value": selector},
                 ],
             )
         except Conflict:
             continue  # changed between read and patch (or our own retried write): look again
-        return Switched(original=original, already=False)
+        return Switched(original=original, already=False, paused=paused)
     raise Conflict(f"Service {ref} selector keeps changing; will try again")
 
 
@@ -187,7 +207,8 @@ def _set_annotation(service: ServiceInfo, key: str, value: str) -> dict[str, Any
 def restore(
     api: Cluster, *, ref: ServiceRef, page: dict[str, str], original: dict[str, str]
 ) -> Restored:
-    """Put ``original`` back if the page selector is still live; never overwrite another one."""
+    """Put ``original`` back if the page selector is still live; never overwrite another one.
+    Then the selector's ownership goes back to the managers the switch recorded."""
     for _attempt in range(3):
         service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
         if service.selector == original:
@@ -201,11 +222,56 @@ def restore(
             *_annotation_removals(service),
         ]
         try:
-            cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=ops)
+            restored = cluster.json_patch_service(
+                api, namespace=ref.namespace, name=ref.name, ops=ops
+            )
         except Conflict:
             continue
-        return Restored(outcome=RestoreOutcome.RESTORED, live=original)
+        owners = ownership.parse_owners(service.annotations.get(SELECTOR_OWNERS_ANNOTATION))
+        return Restored(
+            outcome=RestoreOutcome.RESTORED,
+            live=original,
+            ownership=_hand_back(api, restored, owners=owners, original=original),
+        )
     raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def _hand_back(
+    api: Cluster,
+    service: ServiceInfo,
+    *,
+    owners: list[dict[str, Any]] | None,
+    original: dict[str, str],
+) -> str:
+    """Give the selector's ownership back to ``owners`` (``ownership``); a note for the event
+    log. Never fails the restore: the selector is back whatever happens here."""
+    if owners is None:
+        return "selector ownership: no readable record, left with maint"
+    managers = ", ".join(sorted({o["manager"] for o in owners})) or "nobody"
+    try:
+        for _attempt in range(3):
+            if service.selector != original:
+                return "selector ownership: the selector changed again, left as it is"
+            fields = ownership.handed_back(service.managed_fields, owners, now=datetime.now(UTC))
+            ops: list[dict[str, Any]] = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": service.resource_version,
+                },
+                {"op": "replace", "path": "/metadata/managedFields", "value": fields},
+            ]
+            try:
+                cluster.json_patch_service(
+                    api, namespace=service.namespace, name=service.name, ops=ops
+                )
+            except Conflict:
+                service = cluster.get_service(api, namespace=service.namespace, name=service.name)
+                continue
+            return f"selector ownership given back to {managers}"
+        return "selector ownership: the Service kept changing, left with maint"
+    except MaintError as e:
+        return f"selector ownership not given back: {e}"
 
 
 def saved_state(service: ServiceInfo) -> tuple[dict[str, str], dict[str, str]] | None:
@@ -240,20 +306,8 @@ def _saved_original(service: ServiceInfo) -> dict[str, str]:
     return saved[0]
 
 
-def _annotations(
-    service: ServiceInfo,
-    *,
-    page: dict[str, str],
-    original: dict[str, str],
-    notice_id: int,
-    restore_by: datetime,
-) -> list[dict[str, Any]]:
-    values = {
-        ORIGINAL_SELECTOR_ANNOTATION: json.dumps(original, sort_keys=True),
-        PAGE_SELECTOR_ANNOTATION: json.dumps(page, sort_keys=True),
-        NOTICE_ANNOTATION: str(notice_id),
-        RESTORE_BY_ANNOTATION: restore_by.isoformat(),
-    }
+def _annotations(service: ServiceInfo, values: dict[str, str]) -> list[dict[str, Any]]:
+    """Ops adding (or replacing) each of ``values`` on the Service."""
     if not service.annotations:
         return [{"op": "add", "path": "/metadata/annotations", "value": values}]
     return [
@@ -263,7 +317,8 @@ def _annotations(
 
 
 def _annotation_removals(service: ServiceInfo) -> list[dict[str, Any]]:
-    return [
+    """maint's annotations removed and paused reconcilers resumed (``pause``)."""
+    return pause.resume_ops(service) + [
         {"op": "remove", "path": cluster.pointer("metadata", "annotations", key)}
         for key in SERVICE_ANNOTATIONS
         if key in service.annotations

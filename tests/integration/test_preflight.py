@@ -173,6 +173,38 @@ def test_notice_add_refuses_a_flux_service_and_accepts_a_helm_one_with_its_warni
     assert _stored(plan.database_url) == 1
 
 
+def test_pause_reconcilers_turns_flux_into_what_maint_will_do_and_is_stored(plan) -> None:
+    """With --pause-reconcilers, `plan` tells that maint pauses Flux itself (info, exit 0), and
+    `notice add` accepts the Flux Service and stores the flag; `notice show` tells it."""
+    assert _findings(plan, "flux")[0] == 2
+    code, out, err = plan(
+        "plan", "-o", "json", "--pause-reconcilers", "--target", f"{plan.namespace}/flux"
+    )
+    flux = [f for f in json.loads(out) if f["check"] == "flux"]
+    assert code == 0 and err == ""
+    assert [f["severity"] for f in flux] == ["info"] and "--pause-reconcilers" in flux[0]["message"]
+    window = ("--title", "t", "--reason", "r", "--start", _iso(30), "--end", _iso(90))
+    code, out, err = plan(
+        "notice", "add", *window, "--pause-reconcilers", "--target", f"{plan.namespace}/flux"
+    )
+    assert code == 0, err
+    notice_id = int(out.split()[1])
+    code, out, _err = plan("notice", "show", str(notice_id), "-o", "json")
+    assert code == 0 and json.loads(out)["pause_reconcilers"] is True
+    code, out, _err = plan("notice", "show", str(notice_id))
+    assert "reconcilers (Flux) paused" in out
+
+
+def test_pause_reconcilers_on_an_announcement_is_bad_input_and_stores_nothing(plan) -> None:
+    window = ("--title", "t", "--reason", "r", "--start", _iso(30), "--end", _iso(90))
+    code, out, err = plan("notice", "add", *window, "--no-maintenance", "--pause-reconcilers")
+    assert code == 2 and out == ""
+    assert (
+        err.strip() == "maint: --pause-reconcilers needs a maintenance notice (it switches nothing)"
+    )
+    assert _stored(plan.database_url) == 0
+
+
 def test_argocd_is_found_by_its_field_manager_without_its_annotation(plan, k8s) -> None:
     """A Service Argo CD applied server-side carries no tracking annotation, only its manager
     in managedFields: still blocked."""

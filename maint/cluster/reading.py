@@ -141,6 +141,7 @@ def list_managed(
             namespace=obj.metadata.namespace,
             name=obj.metadata.name,
             labels=dict(obj.metadata.labels or {}),
+            uid=obj.metadata.uid or "",
         )
         for obj in result.items
     ]

@@ -15,6 +15,7 @@ from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import PRE_SWITCH, StepContext
 from maint.runner.housekeeping import ImageJanitor
 from maint.runner.transitions import service_gone
+from maint.switch import netpol
 
 
 class Ending:
@@ -182,18 +183,10 @@ class Ending:
                 if cluster.delete(ctx.api, kind=kind, namespace=ref.namespace, name=ref.name):
                     ctx.event(item, "cleanup", "ok", f"deleted {kind} {ref.namespace}/{ref.name}")
         if keep is None:  # the window ends: the page's NetworkPolicy goes too (after its Pod)
-            self._delete_page_policy(item, labels=labels)
+            for line in netpol.retire(ctx.api, namespace=item.target.ref.namespace, labels=labels):
+                ctx.event(item, "cleanup", "ok", line)
         current = item.target.image.split("@", 1)[1] if keep and item.target.image else None
         self.janitor.delete(item, digests - {current} if current else digests, record=ctx.record)
-
-    def _delete_page_policy(self, item: WorkItem, *, labels: dict[str, str]) -> None:
-        ctx = self.ctx
-        namespace = item.target.ref.namespace
-        for ref in cluster.list_managed(
-            ctx.api, kind="NetworkPolicy", labels=labels, namespace=namespace
-        ):
-            if cluster.delete(ctx.api, kind=ref.kind, namespace=ref.namespace, name=ref.name):
-                ctx.event(item, "cleanup", "ok", f"deleted NetworkPolicy {namespace}/{ref.name}")
 
     def _selected(self, item: WorkItem, pod: str, *, keys: dict[str, str]) -> bool:
         """Whether any Service in the target's namespace selects the page Pod ``pod`` (made

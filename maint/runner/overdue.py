@@ -32,6 +32,7 @@ from datetime import datetime
 from maint import cluster, naming, switch
 from maint.cluster import Cluster, ServiceInfo
 from maint.notices import ServiceRef
+from maint.switch import netpol
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +103,14 @@ def _restore_one(
         for pod in cluster.list_managed(api, kind="Pod", labels=pods, namespace=service.namespace):
             if all(pod.labels.get(k) == v for k, v in pods.items()):
                 cluster.delete(api, kind="Pod", namespace=pod.namespace, name=pod.name)
-        _delete_page_policy(api, service, notice_id=int(notice))
+        # The page's NetworkPolicy, found by maint's labels for this notice and target (its
+        # name derived from the notice id and the Service, as maint made it).
+        target = naming.target_name(
+            notice_id=int(notice), namespace=service.namespace, service=service.name
+        )
+        labels = naming.labels(notice_id=int(notice), target=target)
+        netpol.retire(api, namespace=service.namespace, labels=labels)
     return OverdueResult(str(ref), restored.outcome.value, f"selector {restored.live}")
-
-
-def _delete_page_policy(api: Cluster, service: ServiceInfo, *, notice_id: int) -> None:
-    """The page's NetworkPolicy (``switch.netpol``), found by maint's labels for this notice and
-    target (the target's name is derived from the notice id and the Service, as maint made it)."""
-    target = naming.target_name(
-        notice_id=notice_id, namespace=service.namespace, service=service.name
-    )
-    labels = naming.labels(notice_id=notice_id, target=target)
-    for policy in cluster.list_managed(
-        api, kind="NetworkPolicy", labels=labels, namespace=service.namespace
-    ):
-        if all(policy.labels.get(k) == v for k, v in labels.items()):
-            cluster.delete(api, kind="NetworkPolicy", namespace=policy.namespace, name=policy.name)
 
 
 def _skipped(ref: ServiceRef, why: str) -> OverdueResult:

@@ -3,15 +3,16 @@
 With a default-deny policy the app's allow rules select the app's labels, so the page Pod (a
 new Pod without them) is isolated and users get timeouts instead of the page. When policies
 select the app's Pods, maint creates one policy selecting its page Pods whose ingress is the
-union of those policies' rules, and deletes it at every ending (``runner.ending.Ending.cleanup``
-and the forced restore, which finds it by maint's labels).
+union of those policies' rules, and retires it at every ending (``retire``, from
+``runner.ending.Ending.cleanup`` and the forced restore, which finds it by maint's labels): it
+goes with the last page Pod, after the Pod's drain.
 
-Pure functions over NetworkPolicies and Pods as the API's JSON (``cluster.inspecting``): the
-rules are copied into the manifest exactly as the API server sent them. Only the ports change:
-the page listens on the Service's targetPorts (``pod.plan_ports``), a named targetPort on a
-number of its own, so a rule naming the app's container port by number or name is rewritten to
-the page's number of the same Service port; a rule naming only ports the Service does not target
-lets nothing in that the page serves and is dropped.
+The rest are pure functions over NetworkPolicies and Pods as the API's JSON
+(``cluster.inspecting``): the rules are copied into the manifest exactly as the API server sent
+them. Only the ports change: the page listens on the Service's targetPorts (``pod.plan_ports``),
+a named targetPort on a number of its own, so a rule naming the app's container port by number
+or name is rewritten to the page's number of the same Service port; a rule naming only ports the
+Service does not target lets nothing in that the page serves and is dropped.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from maint import naming
-from maint.cluster import Manifest, ServiceInfo
+from maint import cluster, naming
+from maint.cluster import Cluster, Manifest, ServiceInfo
+from maint.errors import NotFound
 from maint.switch.pod import ContainerPort
 
 Object = dict[str, Any]
@@ -172,3 +174,38 @@ def _named_container_ports(pods: Sequence[Object]) -> dict[str, frozenset[int]]:
                 if port.get("name") and port.get("protocol", "TCP") == "TCP":
                     named.setdefault(port["name"], set()).add(int(port["containerPort"]))
     return {name: frozenset(numbers) for name, numbers in named.items()}
+
+
+def retire(api: Cluster, *, namespace: str, labels: Mapping[str, str]) -> list[str]:
+    """The end of a window's page policies (found by maint's ``labels`` for its notice and
+    target); what was done, one line each, for the event log.
+
+    A page Pod drains after its deletion (``MAINT_PAGE_DRAIN``) and kube-proxy on some nodes
+    may still send it connections: deleting its policy at once would drop those under a
+    default-deny. So while page Pods of the target still exist (terminating), the policy is
+    given them as owners and the garbage collector deletes it once they are all gone, even if
+    maint stops meanwhile; without page Pods it is deleted at once."""
+    pods = [
+        p
+        for p in cluster.list_managed(api, kind="Pod", labels=dict(labels), namespace=namespace)
+        if all(p.labels.get(k) == v for k, v in labels.items())
+    ]
+    done = []
+    for policy in cluster.list_managed(
+        api, kind="NetworkPolicy", labels=dict(labels), namespace=namespace
+    ):
+        if not all(policy.labels.get(k) == v for k, v in labels.items()):
+            continue
+        where = f"NetworkPolicy {namespace}/{policy.name}"
+        if pods:
+            try:
+                cluster.set_pod_owners(
+                    api, kind=policy.kind, namespace=namespace, name=policy.name, pods=pods
+                )
+            except NotFound:
+                continue
+            names = ", ".join(sorted(p.name for p in pods))
+            done.append(f"{where} goes once page Pod {names} is gone (garbage collector)")
+        elif cluster.delete(api, kind=policy.kind, namespace=namespace, name=policy.name):
+            done.append(f"deleted {where}")
+    return done

@@ -73,6 +73,7 @@ MAINT_CALLS = [
     ("list", "networking.k8s.io", "networkpolicies", "target"),  # inspecting, list_managed
     ("create", "networking.k8s.io", "networkpolicies", "target"),  # creating: the page's policy
     ("delete", "networking.k8s.io", "networkpolicies", "target"),  # deleting: cleanup, sweep
+    ("patch", "networking.k8s.io", "networkpolicies", "target"),  # netpol.retire: owned by Pods
     ("create", "events.k8s.io", "events", "target"),  # events.emit
     ("create", "batch", "jobs", "build"),  # creating: the Kaniko Job
     ("list", "batch", "jobs", "build"),  # watching.wait_job, reading.list_managed

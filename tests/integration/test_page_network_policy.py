@@ -1,6 +1,7 @@
 """The page gets the app's ingress: with a default-deny policy and an allow rule for the app, maint
-creates, for the window, a NetworkPolicy selecting the page Pod with the same peers, and deletes
-it at every ending (restore, cancel, a vanished Service, the forced restore without the database).
+creates, for the window, a NetworkPolicy selecting the page Pod with the same peers, and retires
+it at every ending (restore, cancel, a vanished Service, the forced restore without the database):
+deleted, or owned by the draining page Pods so that the garbage collector deletes it with them.
 
 On the real control plane with real RBAC; no CNI enforces policies here, so the tests prove the
 objects the API server holds: the policy's selector matches the live page Pod's labels and no
@@ -9,6 +10,7 @@ app Pod, and its rules carry the app's peers on the page's port.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +22,7 @@ from maint.notices import Notice, TargetState
 from maint.runner import restore_overdue
 from maint.switch.netpol import selects
 from tests.support.kubelet import JobResult
+from tests.support.processes import wait_until
 from tests.support.window import APP_LABELS, Window, leftovers_after, open_window
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
@@ -104,10 +107,29 @@ def _steps(window: Window, notice_id: int, step: str) -> list[tuple[str, str]]:
 
 
 def _deleted(window: Window, notice_id: int) -> list[str]:
-    return [d for o, d in _steps(window, notice_id, "cleanup") if d.startswith("deleted Network")]
+    """Cleanup lines telling of the page's policy: deleted, or left to go with its Pods."""
+    return [
+        d
+        for _o, d in _steps(window, notice_id, "cleanup")
+        if d.startswith("deleted NetworkPolicy") or d.startswith("NetworkPolicy")
+    ]
 
 
-def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_end(window, k8s):
+def _gone(k8s, namespace: str) -> None:
+    """The page's policies are gone: deleted, or by the garbage collector with their Pods."""
+    wait_until(
+        lambda: _page_policies(k8s, namespace) == [],
+        timeout=20,
+        what="the page's NetworkPolicy to be gone",
+    )
+
+
+def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_end(
+    window, k8s, kubelet
+):
+    """... after the page Pod's drain: while it terminates (a kubelet running its preStop
+    sleep), lagging kube-proxies may still send it connections, which a default-deny would
+    drop; the policy is owned by the Pod and goes with it."""
     notice = _add(window)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.READY
@@ -128,13 +150,23 @@ def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_e
     assert window.notice(notice.id).targets[0].state is TargetState.ACTIVE
     assert _the_page_policy(k8s, window, notice.id) == policy
 
+    page = window.notice(notice.id).targets[0].pod
+    assert page is not None
+    kubelet.draining.add(page)
     window.clock.at(notice.end)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.COMPLETED
-    assert _page_policies(k8s, window.namespace) == []
-    assert _deleted(window, notice.id) == [
-        f"deleted NetworkPolicy {window.namespace}/{policy['metadata']['name']}"
+    [draining] = _page_policies(k8s, window.namespace)
+    assert [(o.kind, o.name) for o in draining.metadata.owner_references] == [("Pod", page)]
+    assert k8s.sanitize_for_serialization(draining)["spec"] == policy["spec"]
+    where = f"NetworkPolicy {window.namespace}/{policy['metadata']['name']}"
+    assert f"{where} goes once page Pod {page} is gone (garbage collector)" in [
+        d for _o, d in _steps(window, notice.id, "cleanup")
     ]
+    time.sleep(2)  # the garbage collector leaves it while its Pod drains
+    assert len(_page_policies(k8s, window.namespace)) == 1
+    kubelet.finish_drain(window.namespace, page)
+    _gone(k8s, window.namespace)
     assert leftovers_after(k8s, notice.id) == []
     # The app's own policies are untouched.
     names = {
@@ -152,7 +184,7 @@ def test_a_window_cancelled_before_the_switch_deletes_the_page_policy(window, k8
     window.app.end_notice(notice.id, cancel=True)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.CANCELLED
-    assert _page_policies(k8s, window.namespace) == []
+    _gone(k8s, window.namespace)
     assert len(_deleted(window, notice.id)) == 1
     assert leftovers_after(k8s, notice.id) == []
 
@@ -167,7 +199,7 @@ def test_a_service_deleted_before_the_switch_rolls_back_without_leaving_the_page
     window.clock.at(notice.start)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
-    assert _page_policies(k8s, window.namespace) == []
+    _gone(k8s, window.namespace)
     assert leftovers_after(k8s, notice.id) == []
 
 
@@ -185,7 +217,7 @@ def test_the_forced_restore_deletes_the_page_policy_from_the_service_annotations
     assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == (
         APP_LABELS
     )
-    assert _page_policies(k8s, window.namespace) == []
+    _gone(k8s, window.namespace)
 
 
 def test_without_a_policy_for_the_app_no_page_policy_is_made(
@@ -230,5 +262,5 @@ def test_a_window_failed_on_a_foreign_selector_deletes_the_page_policy(window, k
     window.clock.at(notice.end)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.FAILED
-    assert _page_policies(k8s, window.namespace) == []
+    _gone(k8s, window.namespace)
     assert len(_deleted(window, notice.id)) == 1

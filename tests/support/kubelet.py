@@ -118,6 +118,8 @@ class FakeKubelet:
         self.default_job_result = DEFAULT_JOB_RESULT
         self.never_ready: set[str] = set()
         self.held_jobs: set[str] = set()
+        # Pods whose deletion is not finished (a real kubelet running their preStop drain).
+        self.draining: set[str] = set()
         self.watch_expiries = 0
         self._api = CoreV1Api(api_client)
         self._stopping = threading.Event()
@@ -156,6 +158,7 @@ class FakeKubelet:
         self.default_job_result = DEFAULT_JOB_RESULT
         self.never_ready.clear()
         self.held_jobs.clear()
+        self.draining.clear()
 
     def expire_watch(self) -> None:
         """Test hook: cut the watch and feed the thread the API server's 410 Gone event.
@@ -166,6 +169,14 @@ class FakeKubelet:
         """
         self._expire = True
         self._interrupt_watch()
+
+    def finish_drain(self, namespace: str, name: str) -> None:
+        """Finish the deletion of a Pod kept terminating by ``draining`` (its drain is over)."""
+        self.draining.discard(name)
+        response = self._api.read_namespaced_pod(name, namespace, _preload_content=False)
+        pod = json.loads(response.data)
+        _done(response)
+        self._handle("MODIFIED", pod)
 
     def finish_held_job(self, job: str, result: JobResult | None = None) -> None:
         """End a Job kept running by ``held_jobs``: its pods terminate now, with ``result``."""
@@ -344,7 +355,8 @@ class FakeKubelet:
             self._ips.pop(uid, None)
             return
         if meta.get("deletionTimestamp"):
-            self._force_delete(pod)
+            if meta["name"] not in self.draining:
+                self._force_delete(pod)
             return
         node = spec.get("nodeName")
         if not node:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
 )
 from sqlalchemy.engine import Dialect
@@ -128,3 +129,48 @@ class EventRow(Base):
     step: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class NotificationRow(Base):
+    """One webhook notification of a milestone: the outbox (``notices.outbox``).
+
+    Written in the transaction of the event it tells of, so a process killed right after the
+    event still leaves it to be sent; the unique key makes a second row for the same milestone
+    (another replica, a retried step) a no-op. ``next_try_at`` is NULL once it is sent or given
+    up, so the due index holds only what is left to send.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint(
+            "channel", "notice_id", "target", "kind", "once", name="uq_notifications_once"
+        ),
+        Index("ix_notifications_due", "channel", "next_try_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Which webhook: a digest of its URL (the URL may carry a token; it is never stored).
+    channel: Mapped[str] = mapped_column(String(16))
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    target: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))  # switched, restored, failed, drift...
+    once: Mapped[str] = mapped_column(String(64), default="")  # "" or what makes it new (drift)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    leased_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    gave_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SweepRow(Base):
+    """When each replica's forced-restore sweep last completed, by the database's clock, so
+    ``maint status`` (another process) sees a sweep that stopped."""
+
+    __tablename__ = "sweeps"
+
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

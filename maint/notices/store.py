@@ -42,6 +42,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from maint.errors import ClaimLost, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from maint.notices.models import EventRow, NoticeRow, TargetRow
+from maint.notices.outbox import Outbox, Routing, SweepLog
 from maint.notices.types import (
     IN_FLIGHT_STATES,
     Event,
@@ -90,12 +91,20 @@ class NoticeStore:
     """Notices, targets and events in one SQL database (SQLite or PostgreSQL)."""
 
     def __init__(
-        self, url: str, *, connections: int = 10, limits: DatabaseLimits | None = None
+        self,
+        url: str,
+        *,
+        connections: int = 10,
+        limits: DatabaseLimits | None = None,
+        routing: Routing | None = None,
     ) -> None:
-        """``connections`` caps the pool (no overflow); ``limits`` bound every wait on it."""
+        """``connections`` caps the pool (no overflow); ``limits`` bound every wait on it;
+        ``routing`` says which events queue webhook notifications (``outbox``)."""
         self.url = url
         self._engine = _engine(url, connections=connections, limits=limits or DatabaseLimits())
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self.outbox = Outbox(sessions=self._session, db_time=_DbTime, routing=routing)
+        self.sweeps = SweepLog(sessions=self._session, db_time=_DbTime)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -344,7 +353,9 @@ class NoticeStore:
                     f"{', '.join(sorted(s.value for s in expect))}"
                 )
             if record is not None:
-                session.add(_event_row(record))
+                logged = _event_row(record)
+                session.add(logged)
+                self.outbox.enqueue(session, logged, record)  # in this transaction: never lost
             row = session.get(TargetRow, target_id, populate_existing=True)
             assert row is not None
             return _target(row)
@@ -442,7 +453,9 @@ class NoticeStore:
                 held = session.scalar(select(TargetRow.id).where(*_holds(fence)).with_for_update())
                 if held is None:
                     _check_held(session, fence, doing=f"record {event_.step} {event_.outcome}")
-            session.add(_event_row(event_))
+            logged = _event_row(event_)
+            session.add(logged)
+            self.outbox.enqueue(session, logged, event_)  # in this transaction: never lost
 
     def events(self, notice_id: int) -> list[Event]:
         with self._session() as session:

@@ -40,9 +40,11 @@ from maint.runner import (
     utcnow,
 )
 from maint.runner.alertmanager import Alertmanager
+from maint.runner.beacon import SweepBeacon
 from maint.runner.housekeeping import pending_images
 from maint.runner.metrics import Metrics
 from maint.runner.silences import Silences
+from maint.runner.status import Status, status
 from maint.runner.transitions import Window
 from maint.settings import Settings
 from maint.switch import preflight
@@ -68,6 +70,7 @@ class App:
     _api: Cluster | None = None
     _events: KubernetesEvents | None = None
     _silences: Silences | None = None
+    _beacon: SweepBeacon | None = None
 
     # --- wiring ---------------------------------------------------------------------------
     @property
@@ -133,7 +136,9 @@ class App:
         (``on_step_done``, ``wake_at``, ``sweep_in_pass``): the scheduler passes its own when
         it calls this as its factory."""
         claims = make_claims(self.store, self.settings)
-        metrics = Metrics()
+        if self._beacon is None:
+            self._beacon = SweepBeacon(self.store, replica=claims.owner)
+        metrics = Metrics(on_sweep=self._beacon.completed)
         observers: list[Callable[[Event], None]] = [metrics.observe]
         if self.settings.kubernetes_events:
             self._events = KubernetesEvents(self.api, instance=claims.owner)
@@ -174,6 +179,8 @@ class App:
             self._events.close()
         if self._silences is not None:
             self._silences.close()
+        if self._beacon is not None:
+            self._beacon.close()
         if self._store is not None:
             self._store.close()
         if self._api is not None:
@@ -384,6 +391,10 @@ class App:
 
     def restore_overdue(self) -> list[OverdueResult]:
         return restore_overdue(self.api, now=self.clock())
+
+    def status(self) -> Status:
+        """``maint status``: live windows, last errors, FAILED targets, a stopped sweep."""
+        return status(self.store, now=self.clock(), poll_interval=self.settings.poll_interval)
 
 
 def check_names(names: Sequence[str]) -> None:

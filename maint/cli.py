@@ -19,6 +19,7 @@ from maint.errors import InvalidInput, MaintError
 from maint.notices import POOL_LOGGER, Notice
 from maint.notices.validation import namespace_policy
 from maint.runner.housekeeping import pending_images
+from maint.runner.status import Status
 from maint.settings import Settings
 from maint.switch import preflight
 
@@ -37,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="create or migrate the schema")
+    db.add_parser("ping", help="exit 0 when the database answers (the readiness probe)")
 
     notice = sub.add_parser("notice", help="maintenance notices").add_subparsers(
         dest="notice", required=True, parser_class=_Parser
@@ -93,7 +95,13 @@ def parser() -> argparse.ArgumentParser:
     _output(plan)
     run = sub.add_parser("run", help="the scheduler")
     run.add_argument("--once", action="store_true", help="one reconcile pass, then exit")
-    _output(sub.add_parser("status", help="live windows"))
+    _output(
+        sub.add_parser(
+            "status",
+            help="live windows and their last errors; exit 1 when a target FAILED or the "
+            "forced-restore sweep stopped (a check command)",
+        )
+    )
     restore = sub.add_parser("restore", help="forced restore from Service annotations, no DB")
     restore.add_argument("--overdue", action="store_true", required=True)
     return p
@@ -249,6 +257,10 @@ def _json_unsafe(char: str) -> bool:
 
 def _dispatch(app: App, args: argparse.Namespace) -> int:
     command = args.command
+    if command == "db" and args.db == "ping":
+        app.store.change_marker()  # one index probe of the notices table: schema there too
+        print(f"database answers ({_safe_url(app.settings.database_url)})")
+        return 0
     if command == "db":
         app.store.upgrade()
         print(f"database schema is up to date ({_safe_url(app.settings.database_url)})")
@@ -293,9 +305,12 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
     if command == "run":
         return _run(app, once=args.once)
     if command == "status":
-        live = [n for n in app.store.recent() if n.state(app.clock()) not in _DONE]
-        _print_notices(app, live, args.output)
-        return 0
+        report = app.status()
+        if args.output == "json":
+            _print_json(report.json())
+        else:
+            _print_status(report)
+        return 0 if report.ok else 1
     if command == "restore":
         results = app.restore_overdue()
         for r in results:
@@ -314,7 +329,26 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
     raise AssertionError(command)
 
 
-_DONE = {"COMPLETED", "ROLLED_BACK", "CANCELLED"}
+def _print_status(found: Status) -> None:
+    sweep = found.sweep
+    age = sweep["age_seconds"]
+    print(
+        f"sweep   {'never' if age is None else f'{age:.1f}s ago'} (stale after "
+        f"{sweep['stale_after_seconds']:g}s)"
+    )
+    backlog = found.notifications
+    print(f"notify  {backlog['pending']} pending, {backlog['gave_up']} given up")
+    for w in found.windows:
+        title = _printable(w["title"])
+        print(f"{w['id']:>5}  {w['state']:<12} {w['start']} .. {w['end']}  {title}")
+        for t in w["targets"]:
+            last = t["last_error"]
+            error = ""
+            if last:
+                error = f"  last error: {last['step']} {last['outcome']}: {last['detail']}"
+            print(f"       {t['target']:<30} {t['state']:<12}{_printable(error)}")
+    for problem in found.problems:
+        print(f"maint: {_printable(problem)}", file=sys.stderr)
 
 
 def _preview_dir(out: Path) -> Path:

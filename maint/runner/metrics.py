@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -61,9 +61,15 @@ class _Targets(Collector):
 
 
 class Metrics:
-    """The metrics of one Runner; ``observe`` is an event observer (``StepContext.observe``)."""
+    """The metrics of one Runner; ``observe`` is an event observer (``StepContext.observe``).
 
-    def __init__(self) -> None:
+    ``on_sweep`` hears the time of each completed sweep (``SweepBeacon`` writes it to the
+    database for ``maint status``); it must not block: it runs on the sweep's thread.
+    """
+
+    def __init__(self, *, on_sweep: Callable[[float], None] = lambda _at: None) -> None:
+        self.on_sweep = on_sweep
+        self.last_sweep = 0.0
         self.registry = CollectorRegistry(auto_describe=True)
         self._targets = _Targets()
         self.registry.register(self._targets)
@@ -122,7 +128,12 @@ class Metrics:
         self.step_duration.labels(step=step, outcome=outcome).observe(seconds)
 
     def sweep_completed(self, at: float | None = None) -> None:
-        self.sweep_success.set(time.time() if at is None else at)
+        self.last_sweep = time.time() if at is None else at
+        self.sweep_success.set(self.last_sweep)
+        try:
+            self.on_sweep(self.last_sweep)
+        except Exception:  # recording never raises into the sweep
+            log.exception("a listener of the sweep failed")
 
     def count_targets(self, counts: Mapping[str, int], at: float | None = None) -> None:
         """Targets per state (``NoticeStore.count_by_state``), as of ``at``."""

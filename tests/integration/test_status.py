@@ -1,0 +1,86 @@
+"""``maint status`` as a check command, from its own process as ``kubectl exec`` runs it:
+exit 0 while all is well, 1 when a target FAILED or no forced-restore sweep completed for more
+than twice the poll interval (read from the database, written by every ``maint run``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes.client import CoreV1Api
+
+from maint.notices import TargetState
+from tests.support.processes import FAST_SETTINGS, Stage, maint, wait_until
+
+pytestmark = [pytest.mark.k8s, pytest.mark.registry]
+
+POLL = float(FAST_SETTINGS["poll_interval"])
+
+
+@pytest.fixture
+def stage_database_url(database_url: str) -> str:
+    return database_url
+
+
+def _status(stage: Stage) -> tuple[int, dict[str, Any]]:
+    done = maint("status", "-o", "json", env=stage.env())
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_status_is_well_while_maint_runs_and_fails_once_its_sweep_stopped(stage):
+    notice = stage.add(start_in=600, length=60)
+    code, report = _status(stage)
+    assert code == 1 and "no forced-restore sweep has ever completed" in report["problems"][0]
+
+    run = stage.run("maint")
+    wait_until(lambda: _status(stage)[0] == 0, timeout=30, what=f"status ok\n{run.tail()}")
+    code, report = _status(stage)
+    assert code == 0 and report["ok"] and report["problems"] == []
+    assert report["sweep"]["age_seconds"] <= 2 * POLL
+    assert report["sweep"]["stale_after_seconds"] == 2 * POLL
+    [window] = report["windows"]
+    assert window["id"] == notice.id and window["targets"][0]["state"] == "SCHEDULED"
+    assert window["targets"][0]["last_error"] is None
+
+    run.kill()
+    time.sleep(2 * POLL + 1)
+    code, report = _status(stage)
+    assert code == 1 and not report["ok"]
+    [problem] = report["problems"]
+    assert "forced-restore sweep last completed" in problem and "twice the poll interval" in problem
+
+
+def test_status_fails_on_a_failed_target_and_says_why(stage):
+    notice = stage.add(start_in=5, length=6)
+    run = stage.run("maint")
+    wait_until(
+        lambda: stage.notice(notice.id).targets[0].state is TargetState.ACTIVE,
+        timeout=60,
+        what=f"the switch\n{run.tail()}",
+    )
+    CoreV1Api(stage.k8s).patch_namespaced_service(
+        "web", stage.namespace, [{"op": "replace", "path": "/spec/selector", "value": {"x": "y"}}]
+    )
+    wait_until(
+        lambda: stage.notice(notice.id).targets[0].state is TargetState.FAILED,
+        timeout=60,
+        what=f"FAILED\n{run.tail()}",
+    )
+    code, report = _status(stage)
+    assert code == 1
+    target = f"{stage.namespace}/web"
+    [problem] = report["problems"]  # the sweep is fine: maint run still runs
+    assert problem.startswith(f"notice {notice.id} {target} is FAILED")
+    [window] = [w for w in report["windows"] if w["id"] == notice.id]
+    last = window["targets"][0]["last_error"]
+    assert (last["step"], last["outcome"]) == ("restore", "conflict")
+    table = maint("status", env=stage.env())
+    assert table.returncode == 1 and "is FAILED" in table.stderr and target in table.stdout
+
+
+def test_db_ping_answers_for_the_readiness_probe(stage):
+    assert maint("db", "ping", env=stage.env()).returncode == 0
+    broken = maint("db", "ping", env=stage.env(database_url="postgresql+psycopg://x@127.0.0.1:1/x"))
+    assert broken.returncode == 1 and "database unavailable" in broken.stderr

@@ -36,6 +36,7 @@ from maint.runner import (
     Steps,
     due_at,
     make_claims,
+    notify,
     restore_overdue,
     utcnow,
 )
@@ -43,9 +44,11 @@ from maint.runner.alertmanager import Alertmanager
 from maint.runner.beacon import SweepBeacon
 from maint.runner.housekeeping import pending_images
 from maint.runner.metrics import Metrics
+from maint.runner.notify import Notifier
 from maint.runner.silences import Silences
 from maint.runner.status import Status, status
 from maint.runner.transitions import Window
+from maint.runner.webhooks import Webhook
 from maint.settings import Settings
 from maint.switch import preflight
 
@@ -70,6 +73,7 @@ class App:
     _api: Cluster | None = None
     _events: KubernetesEvents | None = None
     _silences: Silences | None = None
+    _notifier: Notifier | None = None
     _beacon: SweepBeacon | None = None
 
     # --- wiring ---------------------------------------------------------------------------
@@ -90,8 +94,12 @@ class App:
                     keepalives_count=s.database_keepalives_count,
                     tcp_user_timeout=s.database_tcp_user_timeout,
                 ),
+                routing=notify.routing(self.webhooks()) if self.webhooks() else None,
             )
         return self._store
+
+    def webhooks(self) -> list[Webhook]:
+        return [Webhook.parse(url) for url in self.settings.webhooks()]
 
     @property
     def api(self) -> Cluster:
@@ -153,6 +161,16 @@ class App:
                 clock=self.clock,
             )
             observers.append(self._silences)
+        if self.webhooks():
+            self._notifier = Notifier(
+                self.webhooks(),
+                store=self.store,
+                settings=self.settings,
+                owner=claims.owner,
+                clock=self.clock,
+                counted=metrics.notified,
+            )
+            observers.append(self._notifier)
 
         def observe(event: Event) -> None:
             """Each observer only counts or queues, and none can fail the step."""
@@ -179,6 +197,8 @@ class App:
             self._events.close()
         if self._silences is not None:
             self._silences.close()
+        if self._notifier is not None:
+            self._notifier.close()
         if self._beacon is not None:
             self._beacon.close()
         if self._store is not None:

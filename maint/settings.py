@@ -7,13 +7,14 @@ concrete objects; nothing else reads the environment.
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Kubernetes' own namespaces: never a maint target, whatever MAINT_TARGET_NAMESPACES says.
@@ -22,13 +23,21 @@ _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 # One silence matcher: an Alertmanager label name, ``=``, a double-quoted value template.
 SILENCE_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]+)"\Z')
 SILENCE_FIELDS = ("namespace", "service", "notice")
+WEBHOOK_SCHEMES = frozenset(
+    {"http", "https", "slack+http", "slack+https", "json+http", "json+https"}
+)
 
 
 class Settings(BaseSettings):
     """maint's configuration. Environment variables: ``MAINT_<FIELD>`` (case-insensitive)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MAINT_", extra="ignore", frozen=True, use_attribute_docstrings=True
+        env_prefix="MAINT_",
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
+        # A rejected value may be a URL with a token (webhooks, the database): never echo it.
+        hide_input_in_errors=True,
     )
 
     # --- storage -------------------------------------------------------------------------
@@ -206,6 +215,25 @@ class Settings(BaseSettings):
     """Seconds one request to Alertmanager may take. Its API answers in milliseconds; a longer
     wait means it is down, and the retry (capped backoff) takes over."""
 
+    # --- webhook notifications -----------------------------------------------------------
+    webhook_urls: SecretStr = SecretStr("")
+    """Webhooks told of each milestone of a window (prepare failed, switched, restored, rolled
+    back, failed, drift), separated by spaces, commas or newlines (or a JSON list). A URL whose
+    host is ``hooks.slack.com``, or any URL written ``slack+https://…``, gets a Slack message
+    (``{"text": …}``, also what Mattermost and Rocket.Chat take); every other URL, or one written
+    ``json+https://…``, gets maint's JSON body. URLs may carry tokens: maint shows only their
+    scheme and host, never the rest. Empty: no notifications."""
+
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds one POST to a webhook may take. Chat webhooks answer in well under a second; a
+    longer wait means the receiver is down and the retry (capped backoff) takes over. The lease
+    on a notification being sent is twice this plus 10 s, so no other replica sends it meanwhile."""
+
+    webhook_retry_for: float = Field(default=3600.0, gt=0)
+    """Seconds a notification is retried (backoff from ``step_retry_delay``, doubling, capped at
+    5 minutes) before maint gives up on it and records ``notify gave-up``. An hour covers a
+    receiver's deploy or outage; a message older than that is news for nobody."""
+
     # --- page ----------------------------------------------------------------------------
     display_timezone: str = "UTC"
     """IANA zone in which the page shows times (e.g. ``Asia/Seoul``). Stored times stay UTC."""
@@ -261,6 +289,23 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
 
+    def webhooks(self) -> list[str]:
+        """The webhook URLs as written (``slack+``/``json+`` prefixes kept)."""
+        return split_urls(self.webhook_urls.get_secret_value())
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: SecretStr) -> SecretStr:
+        for number, url in enumerate(split_urls(value.get_secret_value()), start=1):
+            scheme = url.split("://", 1)[0] if "://" in url else ""
+            if scheme not in WEBHOOK_SCHEMES:
+                # Never the URL itself in the message: it may carry a token.
+                raise ValueError(
+                    f"URL number {number} does not start with http(s)://, "
+                    "slack+http(s):// or json+http(s)://"
+                )
+        return value
+
     @field_validator("alertmanager_matchers")
     @classmethod
     def _matcher_templates(cls, value: list[str]) -> list[str]:
@@ -281,3 +326,17 @@ class Settings(BaseSettings):
                         f"(known: {', '.join('{' + f + '}' for f in SILENCE_FIELDS)})"
                     )
         return value
+
+
+def split_urls(text: str) -> list[str]:
+    """URLs separated by spaces, commas or newlines, or a JSON list of strings."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            found = json.loads(text)
+        except ValueError:
+            raise ValueError("a JSON list of URLs that does not parse") from None
+        if not isinstance(found, list) or not all(isinstance(u, str) for u in found):
+            raise ValueError("give a JSON list of strings")
+        return [u.strip() for u in found if u.strip()]
+    return [u for u in re.split(r"[\s,]+", text) if u]

@@ -30,6 +30,7 @@ STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, floa
 _LAG = re.compile(r"\(([+-]\d+(?:\.\d+)?)s from (start|end)\)")
 #: Which stored events carry the lag of a switch or a restore, and into which histogram.
 _LAGGED = {("switch", "ok"): "switch", ("restore", "ok"): "restore"}
+NOTIFY_OUTCOMES = ("sent", "failed", "gave_up")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -103,6 +104,14 @@ class Metrics:
             "When the forced-restore sweep last completed (Unix time; 0: not yet)",
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "maint_notifications_total",
+            "Webhook notification attempts by outcome (sent, failed: retried, gave_up)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in NOTIFY_OUTCOMES:
+            self.notifications.labels(outcome=outcome)
         self.claims_held = Gauge(
             "maint_claims_held",
             "Claims on targets this replica holds (one per step in progress)",
@@ -134,6 +143,10 @@ class Metrics:
             self.on_sweep(self.last_sweep)
         except Exception:  # recording never raises into the sweep
             log.exception("a listener of the sweep failed")
+
+    def notified(self, outcome: str) -> None:
+        """A webhook notification's attempt: sent, failed (retried) or gave_up."""
+        self.notifications.labels(outcome=outcome).inc()
 
     def count_targets(self, counts: Mapping[str, int], at: float | None = None) -> None:
         """Targets per state (``NoticeStore.count_by_state``), as of ``at``."""

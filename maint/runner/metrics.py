@@ -30,6 +30,8 @@ STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, floa
 _LAG = re.compile(r"\(([+-]\d+(?:\.\d+)?)s from (start|end)\)")
 #: Which stored events carry the lag of a switch or a restore, and into which histogram.
 _LAGGED = {("switch", "ok"): "switch", ("restore", "ok"): "restore"}
+#: The event told right before a target goes FAILED (``Ending.fail_foreign``).
+_FAILED = ("restore", "conflict")
 NOTIFY_OUTCOMES = ("sent", "failed", "gave_up")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -104,6 +106,14 @@ class Metrics:
             "When the forced-restore sweep last completed (Unix time; 0: not yet)",
             registry=self.registry,
         )
+        # A counter, not a gauge of FAILED targets: a FAILED target stays FAILED in the database
+        # for ever, so `maint_targets{state="FAILED"} > 0` would never resolve. Created at 0
+        # (no labels), so `increase()` sees the first failure of a process too.
+        self.target_failures = Counter(
+            "maint_target_failures_total",
+            "Targets this replica moved to FAILED (someone else's selector at the restore)",
+            registry=self.registry,
+        )
         self.notifications = Counter(
             "maint_notifications_total",
             "Webhook notification attempts by outcome (sent, failed: retried, gave_up)",
@@ -119,7 +129,11 @@ class Metrics:
         )
 
     def observe(self, event: Event) -> None:
-        """An observer of stored events: a switch's or a restore's lag into its histogram."""
+        """An observer of stored events: a switch's or a restore's lag into its histogram, a
+        target that fails into ``maint_target_failures_total``."""
+        if (event.step, event.outcome) == _FAILED:
+            self.target_failures.inc()
+            return
         kind = _LAGGED.get((event.step, event.outcome))
         if kind is None:
             return

@@ -5,11 +5,14 @@ than twice the poll interval (read from the database, written by every ``maint r
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.request
 from typing import Any
 
 import pytest
 from kubernetes.client import CoreV1Api
+from prometheus_client.parser import text_string_to_metric_families
 
 from maint.notices import TargetState
 from tests.support.processes import FAST_SETTINGS, Stage, maint, wait_until
@@ -52,9 +55,31 @@ def test_status_is_well_while_maint_runs_and_fails_once_its_sweep_stopped(stage)
     assert "forced-restore sweep last completed" in problem and "twice the poll interval" in problem
 
 
+def _failures(port: int) -> float:
+    """``maint_target_failures_total`` as ``/metrics`` of the process on ``port`` says."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "maint_target_failures_total":
+                return float(sample.value)
+    raise AssertionError("no maint_target_failures_total")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_status_fails_on_a_failed_target_and_says_why(stage):
+    """...and the alert's counter moves from 0 to 1 (``MaintTargetFailed``: ``increase()``)."""
+    port = _free_port()
     notice = stage.add(start_in=5, length=6)
-    run = stage.run("maint")
+    run = stage.run("maint", health_port=port)
+    wait_until(lambda: run.up(), timeout=30, what=f"maint run up\n{run.tail()}")
+    wait_until(lambda: _reachable(port), timeout=15, what="/metrics")
+    assert _failures(port) == 0
     wait_until(
         lambda: stage.notice(notice.id).targets[0].state is TargetState.ACTIVE,
         timeout=60,
@@ -68,6 +93,7 @@ def test_status_fails_on_a_failed_target_and_says_why(stage):
         timeout=60,
         what=f"FAILED\n{run.tail()}",
     )
+    assert _failures(port) == 1
     code, report = _status(stage)
     assert code == 1
     target = f"{stage.namespace}/web"
@@ -78,6 +104,14 @@ def test_status_fails_on_a_failed_target_and_says_why(stage):
     assert (last["step"], last["outcome"]) == ("restore", "conflict")
     table = maint("status", env=stage.env())
     assert table.returncode == 1 and "is FAILED" in table.stderr and target in table.stdout
+
+
+def _reachable(port: int) -> bool:
+    try:
+        _failures(port)
+    except OSError:
+        return False
+    return True
 
 
 def test_db_ping_answers_for_the_readiness_probe(stage):

@@ -113,3 +113,18 @@ def test_metrics_are_served_over_http_next_to_healthz():
     names = {f.name for f in text_string_to_metric_families(text)}
     assert "maint_sweep_last_success_timestamp_seconds" in names
     assert "maint_sweep_last_success_timestamp_seconds 42.0" in text
+
+
+def test_a_target_that_fails_is_counted_from_zero_and_notifications_by_outcome():
+    """``increase()`` needs the 0 before the first failure: the counter exists from the start;
+    only the event that precedes FAILED counts, not a restore."""
+    m = Metrics()
+    assert sample(m, "maint_target_failures_total") == 0
+    assert sample(m, "maint_notifications_total", outcome="gave_up") == 0
+    m.observe(event("restore", "conflict", "selector was changed"))
+    m.observe(event("restore", "ok", "selector {} (+0.1s from end)"))
+    m.notified("sent")
+    assert sample(m, "maint_target_failures_total") == 1
+    assert sample(m, "maint_switch_lag_seconds_count") == 0
+    assert sample(m, "maint_restore_lag_seconds_count") == 1
+    assert sample(m, "maint_notifications_total", outcome="sent") == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from maint.notices import (
     parse_time,
 )
 from maint.notices.validation import MAX_WINDOW, namespace_policy
+from maint.page import bypass as page_bypass
 from maint.runner import (
     KubernetesEvents,
     OverdueResult,
@@ -220,10 +222,16 @@ class App:
         allow: Sequence[str] = (),
         timezone: str | None = None,
         pause_reconcilers: bool = False,
+        bypass: bool = False,
     ) -> Notice:
         """Register a notice; a target the preflight blocks is refused unless ``allow`` names
         each blocking check (a reconciler maint pauses itself does not block)."""
         check_names(allow)
+        if bypass and not self.settings.bypass_key.get_secret_value():
+            raise InvalidInput(
+                "--bypass needs MAINT_BYPASS_KEY (at least 32 characters, from a Secret of "
+                "maint's namespace: README, Bypass)"
+            )
         now = self.clock()
         new = new_notice(
             title=title,
@@ -238,6 +246,7 @@ class App:
             namespaces=namespace_policy(self.settings),
             timezone=timezone,
             pause_reconcilers=pause_reconcilers,
+            bypass_salt=secrets.token_hex(16) if bypass else None,
         )
         if maintenance:
             for ref in new.targets:
@@ -409,6 +418,16 @@ class App:
         cluster.create(self.api, manifest)
         return f"{self.settings.build_namespace}/{name}"
 
+    def bypass_link(self, notice_id: int) -> str:
+        """The path of a notice's bypass link (``page.bypass``); InvalidInput if it has none."""
+        notice = self.store.get(notice_id)
+        key = self.settings.bypass_key.get_secret_value()
+        if notice.bypass_salt is None:
+            raise InvalidInput(f"notice {notice_id} has no bypass (`notice add --bypass`)")
+        if not key:
+            raise InvalidInput("MAINT_BYPASS_KEY is not set here: the link cannot be derived")
+        return page_bypass.derive(key, notice_id=notice_id, salt=notice.bypass_salt).link
+
     def restore_overdue(self) -> list[OverdueResult]:
         return restore_overdue(self.api, now=self.clock())
 
@@ -438,6 +457,7 @@ def notice_json(
         "end": notice.end.isoformat(),
         "display_zone": notice.display_zone,
         "pause_reconcilers": notice.pause_reconcilers,
+        "bypass": notice.bypass_salt is not None,
         "state": notice.state(now),
         "cancelled_at": notice.cancelled_at.isoformat() if notice.cancelled_at else None,
         "targets": [

@@ -70,11 +70,19 @@ def parser() -> argparse.ArgumentParser:
         help="pause Flux on each target for the window (kustomize.toolkit.fluxcd.io/reconcile: "
         "disabled, set at the switch, removed at the end)",
     )
+    add.add_argument(
+        "--bypass",
+        action="store_true",
+        help="a secret link that lets engineers through to the app during the window "
+        "(printed once here; `maint notice bypass ID` prints it again)",
+    )
     _output(add)
     _output(notice.add_parser("list", help="list notices"))
     show = notice.add_parser("show", help="a notice, its targets and event log")
     show.add_argument("id", type=int)
     _output(show)
+    bypass = notice.add_parser("bypass", help="print a notice's bypass link (keep it secret)")
+    bypass.add_argument("id", type=int)
     for verb, text in (("cancel", "cancel (restores at once if active)"), ("end", "end now")):
         _intent(notice.add_parser(verb, help=f"{text}: recorded; `maint run` acts on it"))
     extend = notice.add_parser("extend", help="move the end: recorded; `maint run` acts on it")
@@ -377,14 +385,22 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             allow=args.allow,
             pause_reconcilers=args.pause_reconcilers,
             timezone=args.timezone,
+            bypass=args.bypass,
         )
+        link = app.bypass_link(notice.id) if args.bypass else None
         if args.output == "json":
-            print(dumps(notice_json(notice, now=now)))
+            print(dumps(notice_json(notice, now=now) | ({"bypass_link": link} if link else {})))
         else:
             print(
                 f"notice {notice.id} registered: {notice.start.isoformat()} .. "
                 f"{notice.end.isoformat()} ({notice.state(now)})"
             )
+            if link:
+                print(_bypass_text(notice, link))
+        return 0
+    if verb == "bypass":
+        notice = app.store.get(args.id)
+        print(_bypass_text(notice, app.bypass_link(notice.id)))
         return 0
     if verb == "list":
         _print_notices(app, app.store.recent(), args.output)
@@ -402,6 +418,8 @@ def _notice(app: App, args: argparse.Namespace) -> int:
         print(f"  zone    {_printable(notice.display_zone or '-')} (page times)")
         if notice.pause_reconcilers:
             print("  pause   reconcilers (Flux) paused on each target for the window")
+        if notice.bypass_salt:
+            print(f"  bypass  yes (the link: `maint notice bypass {notice.id}`)")
         reason = _printable(notice.reason, keep="\n\t").replace("\n", "\n          ")
         print(f"  reason  {reason}")
         for t in notice.targets:
@@ -429,6 +447,13 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             return 0
         return _waited(app.wait_extended, notice.id, timeout=args.timeout, goal="rebuilt")
     raise AssertionError(verb)
+
+
+def _bypass_text(notice: Notice, link: str) -> str:
+    return (
+        f"bypass link (share only with the engineers; valid until {notice.end.isoformat()}): "
+        f"open {link} on the Service's own address during the window"
+    )
 
 
 def _waited(

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Kubernetes' own namespaces: never a maint target, whatever MAINT_TARGET_NAMESPACES says.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+BYPASS_KEY_MIN = 32  # characters of MAINT_BYPASS_KEY
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 # One silence matcher: an Alertmanager label name, ``=``, a double-quoted value template.
 SILENCE_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]+)"\Z')
@@ -158,6 +159,12 @@ class Settings(BaseSettings):
     busy node with margin and keeps a page Pod that someone deleted mid-window (it drains too,
     and its successor has its name) back within about 6 s. The window's state never waits."""
 
+    bypass_key: SecretStr = SecretStr("")
+    """The installation's key for engineers' bypass links (``notice add --bypass``), at least
+    32 characters, from a Secret of maint's namespace. Each notice's link token and cookie key
+    are derived from it and a random per-notice salt, so the database holds nothing secret
+    (``maint.page.bypass``). Empty: ``--bypass`` is refused."""
+
     restore_grace: float = Field(default=300.0, ge=0)
     """Seconds after ``end`` before a forced restore from the Service annotation alone. Gives a
     normal restore (with its cleanup and retries) five minutes before the safety net acts."""
@@ -280,6 +287,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown time zone {value!r}; use an IANA name like Asia/Seoul"
             ) from e
+        return value
+
+    @field_validator("bypass_key")
+    @classmethod
+    def _long_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value()) < BYPASS_KEY_MIN:
+            raise ValueError(f"must be at least {BYPASS_KEY_MIN} characters (or empty)")
         return value
 
     @field_validator("alertmanager_url")

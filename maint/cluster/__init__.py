@@ -5,7 +5,7 @@ Nothing above this package builds URLs or sees a client model.
 
 from maint.cluster.calls import on_api_error
 from maint.cluster.connection import Cluster, connect
-from maint.cluster.creating import create
+from maint.cluster.creating import create, create_replacing
 from maint.cluster.deleting import delete
 from maint.cluster.events import emit as emit_event
 from maint.cluster.guard import Write, guarded, installed
@@ -49,6 +49,7 @@ __all__ = [
     "app_ingress",
     "connect",
     "create",
+    "create_replacing",
     "delete",
     "emit_event",
     "follow_pods",

@@ -28,6 +28,7 @@ def service(obj: Any) -> ServiceInfo:
         annotations=dict(obj.metadata.annotations or {}),
         resource_version=obj.metadata.resource_version or "",
         managed_fields=tuple(_managed_entry(e) for e in obj.metadata.managed_fields or ()),
+        cluster_ip=spec.cluster_ip or "",
     )
 
 
@@ -66,6 +67,7 @@ def service_from_dict(obj: dict[str, Any]) -> ServiceInfo:
         annotations=dict(meta.get("annotations") or {}),
         resource_version=meta.get("resourceVersion", ""),
         managed_fields=tuple(meta.get("managedFields") or ()),
+        cluster_ip=spec.get("clusterIP", ""),
     )
 
 
@@ -82,6 +84,7 @@ def pod(obj: Any) -> PodInfo:
         labels=dict(obj.metadata.labels or {}),
         deleting=obj.metadata.deletion_timestamp is not None,
         node=obj.spec.node_name if obj.spec else None,
+        uid=obj.metadata.uid or "",
     )
 
 

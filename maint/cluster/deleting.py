@@ -12,6 +12,8 @@ _DELETERS = {
     "ConfigMap": ("core", "delete_namespaced_config_map"),
     "Job": ("batch", "delete_namespaced_job"),
     "NetworkPolicy": ("networking", "delete_namespaced_network_policy"),
+    "Service": ("core", "delete_namespaced_service"),
+    "Secret": ("core", "delete_namespaced_secret"),
 }
 
 

@@ -28,6 +28,7 @@ class ServiceInfo:
     resource_version: str = ""
     # metadata.managedFields as the API's JSON (who owns which field: ``switch.ownership``).
     managed_fields: tuple[dict[str, Any], ...] = ()
+    cluster_ip: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class PodInfo:
     labels: dict[str, str]
     deleting: bool = False
     node: str | None = None
+    uid: str = ""
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ class NoticeStore:
                 end_at=new.end,
                 display_zone=new.display_zone,
                 pause_reconcilers=new.pause_reconcilers,
+                bypass_salt=new.bypass_salt,
                 created_at=now,
                 updated_at=_next_marker(session),
             )
@@ -798,4 +799,5 @@ def _notice(row: NoticeRow) -> Notice:
         targets=tuple(_target(t) for t in row.targets),
         display_zone=row.display_zone,
         pause_reconcilers=bool(row.pause_reconcilers),
+        bypass_salt=row.bypass_salt,
     )

@@ -79,6 +79,8 @@ class NewNotice:
     display_zone: str | None = None
     # Pause reconcilers (Flux) on each target for the window (``switch.pause``).
     pause_reconcilers: bool = False
+    # With an engineers' bypass: the notice's random salt (``page.bypass``); None: no bypass.
+    bypass_salt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Notice:
     # The zone the page shows times in, as in ``NewNotice``; None: MAINT_DISPLAY_TIMEZONE.
     display_zone: str | None = None
     pause_reconcilers: bool = False
+    bypass_salt: str | None = None
 
     def state(self, now: datetime) -> str:
         """The notice's state, derived from its targets (or the clock for announcements)."""

@@ -100,6 +100,7 @@ def new_notice(
     namespaces: NamespacePolicy | None = None,
     timezone: str | None = None,
     pause_reconcilers: bool = False,
+    bypass_salt: str | None = None,
 ) -> NewNotice:
     """Validate every field; the first problem found is raised and nothing is written.
 
@@ -137,6 +138,8 @@ def new_notice(
         raise InvalidInput("a maintenance notice needs at least one --target NAMESPACE/SERVICE")
     if pause_reconcilers and not maintenance:
         raise InvalidInput("--pause-reconcilers needs a maintenance notice (it switches nothing)")
+    if bypass_salt is not None and not maintenance:
+        raise InvalidInput("--bypass needs a maintenance notice (there is no app to bypass to)")
     if len(refs) > MAX_TARGETS:
         raise InvalidInput(f"{len(refs)} targets; at most {MAX_TARGETS} per notice")
     if len(set(refs)) != len(refs):
@@ -153,6 +156,7 @@ def new_notice(
         targets=refs,
         display_zone=display_zone,
         pause_reconcilers=pause_reconcilers,
+        bypass_salt=bypass_salt,
     )
 
 

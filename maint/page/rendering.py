@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from maint.errors import InvalidInput
-from maint.page import rules
+from maint.page import bypass, rules
 from maint.page.model import SUPPORTED_LANGS, BuildContext, PageNotice
 from maint.page.script import SCRIPT_BYTES, SCRIPT_FILE, SCRIPT_TYPE
 from maint.page.texts import TEXTS
@@ -87,15 +87,24 @@ def render(
     return BuildContext(files=MappingProxyType(files), ports=checked_ports)
 
 
-def render_nginx_conf(*, ports: Sequence[int], retry_after: str, docroot: str, rundir: str) -> str:
+def render_nginx_conf(
+    *,
+    ports: Sequence[int],
+    retry_after: str,
+    docroot: str,
+    rundir: str,
+    bypass_dir: str = bypass.INCLUDE_DIR,
+) -> str:
     """A complete nginx main config answering every request with the page, 503.
 
-    Tests run the same text with a plain nginx process (own ``docroot`` and ``rundir``).
+    It includes ``bypass_dir``/*.conf, where a page Pod with a bypass mounts its Secret
+    (``bypass``); without one the directory is empty and nothing changes. Tests run the same
+    text with a plain nginx process (own ``docroot``, ``rundir`` and ``bypass_dir``).
     """
     checked_ports = _checked_ports(ports)
     if not _HTTP_DATE.fullmatch(retry_after):
         raise InvalidInput(f"Retry-After {retry_after!r} is not an HTTP date")
-    for name, path in (("docroot", docroot), ("rundir", rundir)):
+    for name, path in (("docroot", docroot), ("rundir", rundir), ("bypass_dir", bypass_dir)):
         if not _SAFE_PATH.fullmatch(path):
             raise InvalidInput(
                 f"{name} {path!r} must be an absolute path of letters, digits and ._/+-"
@@ -104,6 +113,8 @@ def render_nginx_conf(*, ports: Sequence[int], retry_after: str, docroot: str, r
         ports=checked_ports,
         docroot=docroot.rstrip("/") or "/",
         rundir=rundir.rstrip("/") or "/",
+        bypass_dir=bypass_dir.rstrip("/") or "/",
+        bypass_cookie=bypass.COOKIE,
         accept_rules=rules.ACCEPT_RULES,
         default_file=rules.HTML_FILE,
         page_headers=rules.page_headers(retry_after=retry_after),

@@ -22,10 +22,12 @@ from maint.errors import (
     Conflict,
     DatabaseUnavailable,
     Forbidden,
+    InvalidInput,
     MaintError,
     NotFound,
 )
 from maint.notices import TargetState, TargetUpdate, WorkItem
+from maint.page import bypass
 from maint.runner.core import (
     PERMANENT_BEFORE_SWITCH,
     PRE_SWITCH,
@@ -35,7 +37,7 @@ from maint.runner.core import (
 )
 from maint.runner.ending import Ending
 from maint.runner.transitions import Step, after_failure
-from maint.switch import netpol, preflight
+from maint.switch import netpol, preflight, shadow
 
 
 class ServiceGone(NotFound):
@@ -245,6 +247,7 @@ class Preparing:
         ctx = self.ctx
         ref = item.target.ref
         ctx.confirm(item, step)
+        with_bypass = item.notice.bypass_salt is not None
         created = cluster.create(
             ctx.api,
             switch.page_pod(
@@ -254,9 +257,12 @@ class Preparing:
                 image=item.target.image,
                 ports=built.ports,
                 drain=ctx.settings.page_drain,
+                bypass_secret=shadow.name_for(built.name) if with_bypass else None,
             ),
         )
         ctx.event(item, "pod", "created" if created else "exists", f"{ref.namespace}/{built.name}")
+        if with_bypass:
+            self.open_bypass(item, built, replacing=created)
         cluster.wait_pod(
             ctx.api,
             namespace=ref.namespace,
@@ -267,6 +273,47 @@ class Preparing:
             progress=ctx.progress(item),
         )
         ctx.event(item, "pod-ready", "ok", built.name)
+
+    def open_bypass(self, item: WorkItem, built: PageBuild, *, replacing: bool) -> None:
+        """The page Pod's shadow Service and Secret (``switch.shadow``, ``page.bypass``), owned
+        by it. ``replacing``: the Pod is new, so objects of that name belong to an earlier Pod
+        and are replaced; else they are this Pod's, from an earlier attempt of the step."""
+        ctx = self.ctx
+        ref = item.target.ref
+        key = ctx.settings.bypass_key.get_secret_value()
+        assert item.notice.bypass_salt is not None
+        if not key:
+            raise InvalidInput(
+                f"notice {item.notice.id} has a bypass but MAINT_BYPASS_KEY is unset"
+            )
+        pod = cluster.get_pod(ctx.api, namespace=ref.namespace, name=built.name)
+        service = self.service(item)
+        saved = switch.saved_state(service)
+        selector = item.target.original_selector or (saved[0] if saved else service.selector)
+        labels = built.plan.labels
+        make = cluster.create_replacing if replacing else cluster.create
+        make(
+            ctx.api,
+            shadow.shadow_service(pod=pod, labels=labels, selector=selector, ports=built.ports),
+        )
+        name = shadow.name_for(built.name)
+        upstream = cluster.get_service(ctx.api, namespace=ref.namespace, name=name).cluster_ip
+        secrets = bypass.derive(key, notice_id=item.notice.id, salt=item.notice.bypass_salt)
+        include = bypass.include(
+            secrets,
+            notice_id=item.notice.id,
+            expires=item.notice.end,
+            upstream=upstream,
+            ports={p.number: p.number for p in built.ports},
+        )
+        make(ctx.api, shadow.bypass_secret(pod=pod, labels=labels, include=include))
+        ctx.event(
+            item,
+            "bypass",
+            "ok",
+            f"shadow Service {ref.namespace}/{name} ({upstream}, selector {selector}) and "
+            f"Secret {name}, owned by page Pod {pod.name}",
+        )
 
     def ensure_pod(self, item: WorkItem, *, step: Step) -> None:
         """Recreate the page Pod if it was deleted or evicted, then wait until it is Ready

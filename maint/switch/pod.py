@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from maint.cluster import Manifest, ServiceInfo
 from maint.errors import InvalidInput
+from maint.page.bypass import INCLUDE_DIR
 
 FIRST_FREE_PORT = 8080  # where named targetPorts are placed: nginx-unprivileged's own port
 PAGE_UID = 101  # the nginx user of nginxinc/nginx-unprivileged
@@ -52,9 +53,21 @@ def page_pod(
     image: str,
     ports: Sequence[ContainerPort],
     drain: int,
+    bypass_secret: str | None = None,
 ) -> Manifest:
     """The page Pod; once deleted it keeps serving for ``drain`` seconds (Settings.page_drain)
-    so clients whose kube-proxy still routes to it get the page, not a refused connection."""
+    so clients whose kube-proxy still routes to it get the page, not a refused connection.
+    With ``bypass_secret`` it mounts that Secret's nginx include read-only (``page.bypass``);
+    the kubelet starts it once the Secret exists."""
+    mounts: list[dict[str, object]] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    volumes: list[dict[str, object]] = [
+        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+    ]
+    if bypass_secret is not None:
+        mounts.append({"name": "bypass", "mountPath": INCLUDE_DIR, "readOnly": True})
+        volumes.append(
+            {"name": "bypass", "secret": {"secretName": bypass_secret, "defaultMode": 0o444}}
+        )
     probe = {
         "httpGet": {"path": "/healthz", "port": ports[0].number},
         "periodSeconds": 2,
@@ -101,10 +114,10 @@ def page_pod(
                         "limits": {"cpu": "200m", "memory": "64Mi"},
                     },
                     # nginx writes its pid and temp files under /tmp; the root FS stays read-only.
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+                    "volumeMounts": mounts,
                 }
             ],
-            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+            "volumes": volumes,
         },
     }
 

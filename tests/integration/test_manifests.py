@@ -38,10 +38,12 @@ from kubernetes.dynamic import DynamicClient
 from maint import cluster, naming
 from maint.app import App
 from maint.build.manifests import KanikoSpec, kaniko_job
+from maint.cluster import PodInfo
 from maint.notices import TargetState
 from maint.runner import restore_overdue
 from maint.settings import SYSTEM_NAMESPACES, Settings
 from maint.switch.pod import ContainerPort, page_pod
+from maint.switch.shadow import bypass_secret, shadow_service
 from tests.support import manifests
 from tests.support.kubelet import JobResult
 from tests.support.window import Clock, Window, leftovers_after, make_app, settings_for
@@ -63,6 +65,10 @@ MAINT_CALLS = [
     ("get", "", "services", "target"),  # reading.get_service
     ("list", "", "services", "all"),  # reading.list_services: the forced-restore sweep
     ("patch", "", "services", "target"),  # patching.json_patch_service
+    ("create", "", "services", "target"),  # creating: a bypass's shadow Service
+    ("delete", "", "services", "target"),  # creating.create_replacing
+    ("create", "", "secrets", "target"),  # creating: a bypass's nginx include
+    ("delete", "", "secrets", "target"),  # creating.create_replacing
     ("create", "", "pods", "target"),  # creating: the page Pod
     ("get", "", "pods", "target"),  # reading.get_pod (drift check)
     ("list", "", "pods", "target"),  # watching.wait_pod, reading.list_managed
@@ -94,10 +100,10 @@ NEVER_ALLOWED = [
     ("get", "", "secrets", "system"),
     ("list", "", "secrets", "all"),
     ("watch", "", "secrets", "all"),
+    ("update", "", "secrets", "target"),
+    ("patch", "", "secrets", "target"),
     ("patch", "apps", "deployments", "target"),
-    ("create", "", "services", "target"),
     ("update", "", "services", "target"),
-    ("delete", "", "services", "target"),
     ("create", "", "pods/exec", "target"),
     ("get", "", "pods/log", "target"),
     ("create", "", "configmaps", "target"),
@@ -172,9 +178,9 @@ def test_rbac_rules_are_exactly_the_calls_maint_makes(mode):
         for verb in rule["verbs"]
     }
     assert granted == {(verb, group, resource) for verb, group, resource, _ in MAINT_CALLS}
-    assert not any(
-        "secrets" in resource or "*" in (verb + resource) for verb, _, resource in granted
-    )
+    # Secrets: created and deleted (a bypass's include), never read, listed or changed.
+    assert {verb for verb, _, resource in granted if "secrets" in resource} == {"create", "delete"}
+    assert not any("*" in (verb + resource) for verb, _, resource in granted)
 
 
 @pytest.mark.parametrize("mode", RBAC_MODES)
@@ -548,6 +554,7 @@ class Policies:
 
     pods: str
     jobs: str
+    bypass: str
 
 
 def _literal(policy: manifests.Doc, variable: str, value: str) -> None:
@@ -569,12 +576,17 @@ def _admission(
     ``repository`` and ``kaniko_image``, applied for real; yields their names once the API
     server enforces both (probes, dry run as maint, are refused by each)."""
     suffix = installed.system.rsplit("-", 1)[1]
-    names = Policies(pods=f"maint-page-pods-{suffix}", jobs=f"maint-jobs-{suffix}")
+    names = Policies(
+        pods=f"maint-page-pods-{suffix}",
+        jobs=f"maint-jobs-{suffix}",
+        bypass=f"maint-bypass-{suffix}",
+    )
     docs = [d for d in _rendered(installed.mode) if d["kind"] in ADMISSION_KINDS]
     text = json.dumps(docs)
     for old, new in (  # policy names first: "maint-build-jobs" contains "maint-build"
         ("maint-page-pods", names.pods),
         ("maint-build-jobs", names.jobs),
+        ("maint-bypass-objects", names.bypass),
         (SYSTEM, installed.system),
         (BUILD, installed.build),
     ):
@@ -594,6 +606,7 @@ def _admission(
             names.jobs: _maint_job(
                 installed.build, repository=repository, kaniko_image=f"{kaniko_image}-probe"
             ),
+            names.bypass: _renamed(_bypass_objects(probe_in)[0], "probe"),
         }
         deadline = time.monotonic() + 60
         for name, probe in probes.items():
@@ -638,15 +651,47 @@ def _maint_pod(namespace: str, *, repository: str) -> dict:
     )
 
 
+def _bypass_objects(namespace: str) -> tuple[dict, dict]:
+    """A page Pod's shadow Service and bypass Secret exactly as maint builds them
+    (maint/switch/shadow.py), owned by the page Pod of ``_maint_pod``."""
+    page = _maint_pod(namespace, repository=REPOSITORY)
+    meta = page["metadata"]
+    pod = PodInfo(
+        namespace=namespace,
+        name=meta["name"],
+        phase="Running",
+        ready=True,
+        ip=None,
+        labels=meta["labels"],
+        uid=str(uuid.uuid4()),
+    )
+    labels = {k: v for k, v in meta["labels"].items() if k != "app"}
+    ports = [ContainerPort(number=8080, name="http")]
+    return (
+        shadow_service(pod=pod, labels=labels, selector={"app": "web"}, ports=ports),
+        bypass_secret(pod=pod, labels=labels, include="# include\n"),
+    )
+
+
+def _renamed(obj: dict, name: str) -> dict:
+    copied = json.loads(json.dumps(obj))
+    copied["metadata"]["name"] = name
+    return copied
+
+
 def _refusal(control_plane, installed: Installed, obj: dict) -> str | None:
-    """The API server's message if the Pod or Job ``obj`` (dry run, as maint) is refused."""
+    """The API server's message if ``obj`` (a Pod, Job, Service or Secret; dry run, as maint)
+    is refused."""
     as_maint = control_plane.api_client(impersonate=installed.user)
     namespace = obj["metadata"]["namespace"]
+    create = {
+        "Job": BatchV1Api(as_maint).create_namespaced_job,
+        "Pod": CoreV1Api(as_maint).create_namespaced_pod,
+        "Service": CoreV1Api(as_maint).create_namespaced_service,
+        "Secret": CoreV1Api(as_maint).create_namespaced_secret,
+    }[obj["kind"]]
     try:
-        if obj["kind"] == "Job":
-            BatchV1Api(as_maint).create_namespaced_job(namespace, obj, dry_run="All")
-        else:
-            CoreV1Api(as_maint).create_namespaced_pod(namespace, obj, dry_run="All")
+        create(namespace, obj, dry_run="All")
     except ApiException as error:
         assert error.status in (403, 422), error
         return str(json.loads(error.body)["message"])
@@ -672,6 +717,10 @@ def _host_path(pod: dict) -> None:
     pod["spec"]["volumes"].append({"name": "node", "hostPath": {"path": "/"}})
 
 
+def _other_secret(pod: dict) -> None:
+    pod["spec"]["volumes"].append({"name": "db", "secret": {"secretName": "db"}})
+
+
 def _without_managed_by(pod: dict) -> None:
     del pod["metadata"]["labels"][naming.MANAGED_BY]
 
@@ -683,6 +732,7 @@ REFUSED_PODS = {
         "runs as the namespace's default ServiceAccount",
     ),
     "a hostPath volume": (_host_path, "emptyDir volumes only"),
+    "another Secret": (_other_secret, "its own bypass Secret"),
     "an image outside the repository": (
         _with("spec.containers.0.image", f"registry.example/tools@sha256:{'cd' * 32}"),
         "only images of the page repository, pinned by digest",
@@ -732,6 +782,83 @@ def test_admission_policy_refuses_every_pod_maint_would_not_build(
     for case, (_, message) in REFUSED_PODS.items():
         assert found[case] is not None, f"{case}: admitted"
         assert policies.pods in found[case] and message in found[case], (case, found[case])
+
+
+def _service_spec(key: str, value: object):
+    def change(obj: dict) -> None:
+        if obj["kind"] == "Service":
+            obj["spec"][key] = value
+
+    return change
+
+
+def _secret_change(change):
+    def apply(obj: dict) -> None:
+        if obj["kind"] == "Secret":
+            change(obj)
+
+    return apply
+
+
+def _token_secret(secret: dict) -> None:
+    """What the token controller would fill with a ServiceAccount's token (maint never reads
+    it back, but no such Secret is maint's to make)."""
+    secret["type"] = "kubernetes.io/service-account-token"
+    secret["metadata"]["annotations"] = {"kubernetes.io/service-account.name": "default"}
+
+
+def _owner_name(name: str):
+    def change(obj: dict) -> None:
+        obj["metadata"]["ownerReferences"][0]["name"] = name
+
+    return change
+
+
+REFUSED_BYPASS_OBJECTS = {
+    "not named after its Pod": (lambda o: o["metadata"].update(name="db-bypass"), "named after"),
+    "owned by another Pod": (_owner_name("other"), "named after the Pod that owns it"),
+    "owned by nothing": (lambda o: o["metadata"].pop("ownerReferences"), "named after"),
+    "without maint's labels": (
+        lambda o: o["metadata"]["labels"].pop(naming.MANAGED_BY),
+        "carries maint's labels",
+    ),
+    "a NodePort": (_service_spec("type", "NodePort"), "ClusterIP only"),
+    "a LoadBalancer": (_service_spec("type", "LoadBalancer"), "ClusterIP only"),
+    "external IPs": (_service_spec("externalIPs", ["192.0.2.1"]), "ClusterIP only"),
+    "a token Secret": (_secret_change(_token_secret), "Opaque"),
+    "another key": (
+        _secret_change(lambda o: o["data"].update({"token": "eA=="})),
+        "only the page's bypass include",
+    ),
+}
+
+
+@pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)
+def test_admission_policy_admits_only_a_page_pods_own_bypass_service_and_secret(
+    control_plane, k8s, namespace, installed
+):
+    with _admission(
+        control_plane, k8s, installed, repository=REPOSITORY, probe_in=namespace
+    ) as policies:
+        for obj in _bypass_objects(namespace):
+            assert _refusal(control_plane, installed, obj) is None, obj["kind"]
+        found = {}
+        for case, (change, _) in REFUSED_BYPASS_OBJECTS.items():
+            for obj in _bypass_objects(namespace):
+                changed = json.loads(json.dumps(obj))
+                change(changed)
+                if changed != obj:
+                    found[(case, obj["kind"])] = _refusal(control_plane, installed, changed)
+        in_system = {o["kind"]: o for o in _bypass_objects(installed.system)}
+        found[("in maint's namespace", "Service")] = _refusal(
+            control_plane, installed, in_system["Service"]
+        )
+    assert len(found) == 2 * 4 + 3 + 2 + 1
+    for (case, kind), message in found.items():
+        assert message is not None, f"{case} ({kind}): admitted"
+        assert policies.bypass in message, (case, kind, message)
+        expected = dict(REFUSED_BYPASS_OBJECTS).get(case, (None, "in its own"))[1]
+        assert expected in message, (case, kind, message)
 
 
 @pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,21 +76,29 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def nginx_serving(context: BuildContext, *, port_count: int = 1) -> Iterator[NginxPage]:
-    """Serve ``context`` with a real nginx on ``port_count`` free ports until the block ends."""
+def nginx_serving(
+    context: BuildContext,
+    *,
+    port_count: int = 1,
+    bypass: Callable[[Sequence[int]], str] | None = None,
+) -> Iterator[NginxPage]:
+    """Serve ``context`` with a real nginx on ``port_count`` free ports until the block ends;
+    ``bypass(ports)`` gives the include a page Pod with a bypass mounts (``maint.page.bypass``)."""
     nginx = binary("nginx", "apt-get install nginx")
     # mkdtemp, not tmp_path: run as root, nginx's workers are "nobody" and must read the
     # docroot, while pytest's base temp dir is private to the user.
     prefix = Path(tempfile.mkdtemp(prefix="maint-nginx-"))
     try:
         prefix.chmod(0o755)
-        docroot, rundir = prefix / "html", prefix / "run"
-        docroot.mkdir(mode=0o755)
-        rundir.mkdir(mode=0o755)
+        docroot, rundir, included = prefix / "html", prefix / "run", prefix / "bypass"
+        for folder in (docroot, rundir, included):
+            folder.mkdir(mode=0o755)
         for name in sorted(set(context.files) - NOT_SERVED):
             (docroot / name).write_bytes(context.files[name])
             (docroot / name).chmod(0o644)
         ports = _free_ports(port_count)
+        if bypass is not None:
+            (included / "bypass.conf").write_text(bypass(ports))
         conf = prefix / "nginx.conf"
         conf.write_text(
             render_nginx_conf(
@@ -98,6 +106,7 @@ def nginx_serving(context: BuildContext, *, port_count: int = 1) -> Iterator[Ngi
                 retry_after=json.loads(context.files["index.json"])["retry_after"],
                 docroot=str(docroot),
                 rundir=str(rundir),
+                bypass_dir=str(included),
             )
         )
         log = prefix / "nginx.log"
@@ -132,7 +141,12 @@ def nginx() -> Iterator[Callable[..., NginxPage]]:
     """Factory: ``nginx(context, port_count=1) -> NginxPage``; all are stopped after the test."""
     with contextlib.ExitStack() as stack:
 
-        def start(context: BuildContext, *, port_count: int = 1) -> NginxPage:
-            return stack.enter_context(nginx_serving(context, port_count=port_count))
+        def start(
+            context: BuildContext,
+            *,
+            port_count: int = 1,
+            bypass: Callable[[Sequence[int]], str] | None = None,
+        ) -> NginxPage:
+            return stack.enter_context(nginx_serving(context, port_count=port_count, bypass=bypass))
 
         yield start

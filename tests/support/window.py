@@ -230,7 +230,8 @@ def settings_for(
 
 
 def managed_leftovers(k8s: ApiClient, notice_id: int) -> list[str]:
-    """Every Pod, Job, ConfigMap or NetworkPolicy labelled as maint's for this notice, anywhere."""
+    """Every Pod, Job, ConfigMap, NetworkPolicy, Service or Secret labelled as maint's for this
+    notice, anywhere."""
     from kubernetes.client import BatchV1Api, NetworkingV1Api
 
     selector = f"{naming.MANAGED_BY}={naming.MANAGER},{naming.NOTICE_LABEL}={notice_id}"
@@ -252,6 +253,14 @@ def managed_leftovers(k8s: ApiClient, notice_id: int) -> list[str]:
         for n in NetworkingV1Api(k8s)
         .list_network_policy_for_all_namespaces(label_selector=selector)
         .items
+    ]
+    found += [  # a bypass's shadow Service and Secret
+        f"{kind} {o.metadata.namespace}/{o.metadata.name}"
+        for kind, listed in (
+            ("Service", core.list_service_for_all_namespaces),
+            ("Secret", core.list_secret_for_all_namespaces),
+        )
+        for o in listed(label_selector=selector).items
     ]
     return found
 

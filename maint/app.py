@@ -82,11 +82,12 @@ class App:
     @property
     def store(self) -> NoticeStore:
         if self._store is None:
-            # + the pass, the claim renewer and the forced-restore sweep
+            # + the pass, the claim renewer and the forced-restore sweep; + the sweep's beacon
+            # and each webhook's sender (threads of their own, each holding one at a time)
             s = self.settings
             self._store = NoticeStore(
                 s.database_url,
-                connections=s.workers + 3,
+                connections=s.workers + 4 + len(self.webhooks()),
                 limits=DatabaseLimits(
                     pool_timeout=s.database_pool_timeout,
                     statement_timeout=s.database_statement_timeout,

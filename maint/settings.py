@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     # reconnect bounded by the 10 s connect timeout), well inside a pass and a claim TTL.
     database_pool_timeout: float = Field(default=10.0, gt=0)
     """Seconds a thread waits for a free pooled connection before "database unavailable". The
-    pool holds ``workers`` + 3 connections (no overflow), one per thread that may need one, so
-    a wait this long means connections are hung, not merely busy."""
+    pool holds ``workers`` + 4 connections and one per webhook (no overflow), one per thread
+    that may need one, so a wait this long means connections are hung, not merely busy."""
 
     database_statement_timeout: float = Field(default=4.0, gt=0)
     """Seconds the PostgreSQL server lets one statement run (``statement_timeout``). maint's

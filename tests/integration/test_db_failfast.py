@@ -151,7 +151,7 @@ def test_the_server_gets_the_statement_timeout_and_libpq_the_keepalives(
         assert params["keepalives"] == "1"
         assert params["keepalives_idle"] == "7"
         assert params["tcp_user_timeout"] == "9000"
-        assert store._engine.pool.size() == settings.workers + 3  # type: ignore[attr-defined]
+        assert store._engine.pool.size() == settings.workers + 4  # type: ignore[attr-defined]
     finally:
         store.close()
 

@@ -15,8 +15,13 @@ import pytest
 
 from tests.support import node_app80, node_probe
 from tests.support.node import Node
-from tests.support.node_probe import Probe, timeline
-from tests.support.node_window import leftovers, open_window, wait_for_states
+from tests.support.node_probe import Probe, request, through_bypass, timeline
+from tests.support.node_window import (
+    leftovers,
+    open_bypass_window,
+    open_window,
+    wait_for_states,
+)
 
 pytestmark = pytest.mark.node
 
@@ -27,10 +32,22 @@ TITLE = "Planned maintenance (node)"
 def test_window_answers_200_then_503_page_then_200_and_leaves_nothing(
     maint_deployed: Node, sample_app: str
 ) -> None:
+    """... and an engineer with the bypass link reaches the app during the window (real
+    nginx in the page Pod, through the shadow Service), while everyone else gets the page."""
     node = maint_deployed
     with Probe(sample_app, 80) as probe:
-        notice_id, start, end = open_window(node, ["shop/web"], title=TITLE, lead_s=25, length_s=20)
+        notice_id, start, end, link = open_bypass_window(
+            node, ["shop/web"], title=TITLE, lead_s=25, length_s=20
+        )
+        app_status, _headers, app_body = request(sample_app, 80)
+        assert app_status == 200
+        wait_for_states(node, notice_id, {"ACTIVE"}, within_s=120)
+        visit = through_bypass(sample_app, 80, link)
         shown = wait_for_states(node, notice_id, {"COMPLETED", "FAILED"}, within_s=240)
+    assert visit.link_status == 302 and visit.cookie.startswith("maint_bypass="), visit
+    assert visit.with_cookie == (200, app_body), visit
+    assert visit.without_cookie[0] == 503 and TITLE in visit.without_cookie[1]
+    assert visit.forged[0] == 503 and TITLE in visit.forged[1]
     line = timeline(probe, start, end)
     print(f"\nprobe timeline (notice {notice_id}):\n{line.render()}")
     target = shown["targets"][0]

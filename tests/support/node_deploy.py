@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,12 @@ def _kustomizations(node: Node, refs: dict[str, str]) -> Path:
 def deploy(node: Node, refs: dict[str, str]) -> None:
     """maint (``manifests/overlays/local``) and the sample app, applied and rolled out."""
     out = _kustomizations(node, refs)
+    # The bypass key (README, Bypass) exists before maint starts: its env reads it once.
+    node.kubectl("create", "namespace", "maint-system")
+    node.kubectl(
+        "-n", "maint-system", "create", "secret", "generic", "maint-bypass-key",
+        f"--from-literal=key={secrets.token_urlsafe(48)}",
+    )  # fmt: skip
     node.kubectl("apply", "-k", str(out / "maint"))
     node.kubectl("apply", "-k", str(out / "sample-app"))
     try:

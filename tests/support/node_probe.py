@@ -134,3 +134,49 @@ def timeline(probe: Probe, start: datetime, end: datetime) -> Timeline:
         probes=len(probe.answers),
         errors=len(probe.errors()),
     )
+
+
+@dataclass(frozen=True)
+class Visit:
+    """An engineer's visit through a bypass link (``maint.page.bypass``)."""
+
+    link_status: int
+    cookie: str
+    with_cookie: tuple[int, str]
+    without_cookie: tuple[int, str]
+    forged: tuple[int, str]
+
+
+def through_bypass(host: str, port: int, link: str) -> Visit:
+    """Open ``link`` on the Service's address, then ``/`` with the cookie it set, without it,
+    and with a forged ``X-Forwarded-For`` (each on a new connection: kube-proxy picks anew)."""
+
+    def get(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        return request(host, port, path, headers=headers)
+
+    status, headers, _ = get(link, {})
+    cookie = headers.get("set-cookie", "").split(";")[0]
+    with_cookie = get("/", {"Cookie": cookie})
+    without = get("/", {})
+    forged = get("/", {"X-Forwarded-For": "10.0.0.1", "X-Real-IP": "127.0.0.1"})
+    return Visit(
+        link_status=status,
+        cookie=cookie,
+        with_cookie=(with_cookie[0], with_cookie[2]),
+        without_cookie=(without[0], without[2]),
+        forged=(forged[0], forged[2]),
+    )
+
+
+def request(
+    host: str, port: int, path: str = "/", *, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    """One GET on a new connection: status, headers (lower-case names), body."""
+    connection = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Accept": "text/html", **(headers or {})})
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace")
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()

@@ -29,13 +29,32 @@ def open_window(
     node: Node, targets: list[str], *, title: str, lead_s: float, length_s: float
 ) -> tuple[int, datetime, datetime]:
     """A notice starting ``lead_s`` from now, lasting ``length_s``: (id, start, end)."""
+    notice_id, start, end, _link = open_bypass_window(
+        node, targets, title=title, lead_s=lead_s, length_s=length_s, bypass=False
+    )
+    return notice_id, start, end
+
+
+def open_bypass_window(
+    node: Node,
+    targets: list[str],
+    *,
+    title: str,
+    lead_s: float,
+    length_s: float,
+    bypass: bool = True,
+) -> tuple[int, datetime, datetime, str]:
+    """``open_window`` with ``--bypass``: (id, start, end, the bypass link's path)."""
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead_s)
     end = start + timedelta(seconds=length_s)
     args = ["notice", "add", "--title", title, "--reason", "node test"]
     args += ["--start", start.isoformat(), "--end", end.isoformat(), "--lang", "en", "-o", "json"]
     for target in targets:
         args += ["--target", target]
-    return int(json.loads(maint(node, *args))["id"]), start, end
+    if bypass:
+        args.append("--bypass")
+    added = json.loads(maint(node, *args))
+    return int(added["id"]), start, end, str(added.get("bypass_link", ""))
 
 
 def show(node: Node, notice_id: int) -> dict:  # type: ignore[type-arg]
@@ -75,7 +94,9 @@ def leftovers(node: Node, notice_id: int, images: list[str], *, within_s: float 
     selector = f"app.kubernetes.io/managed-by=maint,maint.io/notice={notice_id}"
     deadline = time.monotonic() + within_s
     while True:
-        left = node.kubectl("get", "pods,jobs,configmaps", "-A", "-l", selector, "-o", "name")
+        left = node.kubectl(
+            "get", "pods,jobs,configmaps,services,secrets", "-A", "-l", selector, "-o", "name"
+        )
         left += "".join(
             f"image {image}\n" for image in images if image and _in_registry(node, image)
         )

@@ -138,6 +138,7 @@ class Notifier:
         wake = self._wake[hook.key]
         while not self._stopping.is_set():
             wake.clear()
+            leased_at = time.monotonic()  # before the claim: the lease is never shorter here
             try:
                 delivery = self.store.outbox.claim(
                     channel=hook.key, owner=self.owner, lease=self.lease
@@ -148,7 +149,7 @@ class Notifier:
             if delivery is None:
                 wake.wait(self.poll)
                 continue
-            self._deliver(hook, delivery, leased_at=time.monotonic())
+            self._deliver(hook, delivery, leased_at=leased_at)
 
     def _deliver(self, hook: Webhook, delivery: Delivery, *, leased_at: float) -> None:
         what = f"{delivery.kind} of notice {delivery.notice_id} {delivery.target}"

@@ -227,7 +227,6 @@ def test_dead_webhooks_never_delay_the_window(stage, receiver):
         what="the failing webhook to be retried",
     )
     assert receiver.all("/hang")
-    failed = [e for e in stage.events(notice.id) if (e.step, e.outcome) == ("notify", "failed")]
     # Told once per milestone and dead webhook, not once per try; only scheme and host shown.
     wait_until(
         lambda: len([e for e in stage.events(notice.id) if e.step == "notify"]) >= 4,

@@ -22,6 +22,7 @@ from maint.errors import (
     StepTimeout,
 )
 from maint.notices import Event, NoticeStore, TargetState, TargetUpdate, WorkItem
+from maint.runner.instant import Instants
 from maint.runner.transitions import Step, Window, decide, due_at
 from maint.settings import Settings
 
@@ -79,6 +80,7 @@ class StepContext:
         self.renew = renew
         self.observe = observe
         self.repository = build.parse_repository(settings.image_repository)
+        self.instants = Instants(clock=clock)  # switches and restores armed for an instant
 
     def window(self, item: WorkItem) -> Window:
         return Window(
@@ -127,11 +129,13 @@ class StepContext:
             self.renew(item.target.id)
         return WorkItem(notice=item.notice, target=target)
 
-    def confirm(self, item: WorkItem, step: Step) -> WorkItem:
+    def confirm(self, item: WorkItem, step: Step, *, at: datetime | None = None) -> WorkItem:
         """Re-read the notice and target right before a cluster write: ``Superseded`` unless
-        ``step`` is still what ``decide`` wants, so an intent recorded a moment ago wins."""
+        ``step`` is still what ``decide`` wants, so an intent recorded a moment ago wins.
+        ``at``: what ``decide`` will want at that instant (a step armed for it)."""
         fresh = self.store.target(item.target.id)
-        wanted = decide(fresh.target.state, now=self.clock(), window=self.window(fresh))
+        now = self.clock() if at is None else max(self.clock(), at)
+        wanted = decide(fresh.target.state, now=now, window=self.window(fresh))
         if wanted.step is not step:
             raise Superseded(f"{step.value} no longer due: {wanted.reason}")
         return fresh

@@ -9,6 +9,8 @@ changed it (FOREIGN: reported, never overwritten).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from maint import build, cluster, naming, switch
 from maint.errors import Conflict, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
@@ -23,31 +25,44 @@ class Ending:
         self.ctx = ctx
         self.janitor = janitor
 
-    def restore(self, item: WorkItem, *, forced: bool = False) -> WorkItem:
-        """ACTIVE/RESTORING -> COMPLETED (FAILED when someone else owns the selector now)."""
+    def restore(
+        self,
+        item: WorkItem,
+        *,
+        forced: bool = False,
+        patched: tuple[switch.Restored, datetime] | None = None,
+    ) -> WorkItem:
+        """ACTIVE/RESTORING -> COMPLETED (FAILED when someone else owns the selector now).
+        ``patched``: the selector was given back already, and when (a restore armed for the
+        end, ``Serving.restore_at``)."""
         ctx = self.ctx
         if item.target.state is not TargetState.RESTORING:
             item = ctx.move(item, TargetState.RESTORING)
         ref = item.target.ref
         assert item.target.pod is not None
-        try:
-            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
-        except NotFound:
-            return self.gone(item, why=f"Service {ref} was deleted")
-        saved = switch.saved_state(service)
-        original = item.target.original_selector or (saved[0] if saved else None)
-        if original is None:
-            raise Conflict(f"no original selector recorded for {ref}; restore it by hand")
-        page = naming.page_selector(name=item.target.pod, keys=original)
-        if service.selector == naming.legacy_page_selector(name=item.target.pod):
-            page = service.selector  # switched by a release before the page kept the keys
-        try:
-            result = switch.restore(ctx.api, ref=ref, page=page, original=original)
-        except NotFound:
-            return self.gone(item, why=f"Service {ref} was deleted")
-        if result.outcome is switch.RestoreOutcome.FOREIGN:
-            return self.fail_foreign(item, live=result.live, original=original)
-        lag = (ctx.clock() - item.notice.end).total_seconds()
+        original: dict[str, str] | None
+        if patched is not None:
+            (result, at), original = patched, patched[0].live
+        else:
+            try:
+                service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+            except NotFound:
+                return self.gone(item, why=f"Service {ref} was deleted")
+            saved = switch.saved_state(service)
+            original = item.target.original_selector or (saved[0] if saved else None)
+            if original is None:
+                raise Conflict(f"no original selector recorded for {ref}; restore it by hand")
+            page = naming.page_selector(name=item.target.pod, keys=original)
+            if service.selector == naming.legacy_page_selector(name=item.target.pod):
+                page = service.selector  # switched by a release before the page kept the keys
+            try:
+                result = switch.restore(ctx.api, ref=ref, page=page, original=original)
+            except NotFound:
+                return self.gone(item, why=f"Service {ref} was deleted")
+            if result.outcome is switch.RestoreOutcome.FOREIGN:
+                return self.fail_foreign(item, live=result.live, original=original)
+            at = ctx.clock()
+        lag = (at - item.notice.end).total_seconds()
         ctx.event(
             item,
             "force-restore" if forced else "restore",

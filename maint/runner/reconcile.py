@@ -33,6 +33,8 @@ from maint.runner.transitions import Step, decide
 from maint.settings import Settings
 
 log = logging.getLogger(__name__)
+ARM_AHEAD = 2.0  # seconds before a start (end) at which its switch (restore) is armed
+ARMED_WORKERS = 512  # armed steps waiting for their instant at once (threads, mostly asleep)
 
 
 def utcnow() -> datetime:
@@ -69,6 +71,11 @@ class Runner:
     ``clock`` is this replica's view of the time for deciding what is due; claims never use it.
     ``metrics`` (default: a registry of its own) times the steps and counts the claims and API
     errors; its ``observe`` belongs among the steps' observers (``App.runner`` puts it there).
+
+    A READY target whose start is less than ``arm_ahead`` seconds away gets its switch armed
+    (``Serving.switch`` with ``at``): claimed, read and computed now, its PATCH sent at the
+    start by the thread that waits for it. The same for an ACTIVE target's restore at its end.
+    Armed steps run on a pool of their own, so a shared start never waits for a free worker.
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class Runner:
         wake_at: Callable[[datetime], None] = lambda _moment: None,
         sweep_in_pass: bool = True,
         metrics: Metrics | None = None,
+        arm_ahead: float = ARM_AHEAD,
     ) -> None:
         self.api = api
         self.store = store
@@ -94,7 +102,10 @@ class Runner:
         self.claims = claims
         self.owner = claims.owner
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step")
+        self.armed_pool = ThreadPoolExecutor(max_workers=ARMED_WORKERS, thread_name_prefix="armed")
+        self.arm_ahead = timedelta(seconds=arm_ahead)
         self.running: dict[int, Future[None]] = {}
+        self.armed: dict[int, datetime] = {}  # target id -> the instant its running step awaits
         self.lock = threading.Lock()
         self.pass_lock = threading.Lock()
         self.reported: set[tuple[int, str]] = set()
@@ -141,6 +152,16 @@ class Runner:
             if decision.step is Step.WAIT:
                 continue
             urgent = self._page_is_gone(item)
+            self._interrupt_if_moved(item, decision.step, now, urgent=urgent)
+            at = self._instant(item, decision.step, now)
+            if at is not None:
+                step = Step.SWITCH if item.target.state is TargetState.READY else Step.RESTORE
+                label = f"{item.notice.id}/{item.target.ref}:{step.value} at {at.isoformat()}"
+                if self._start(item, step, at=at):
+                    result.started.append(label)
+                else:
+                    result.skipped.append(label)
+                continue
             if decision.step is Step.OBSERVE and not (
                 self._observe_due(item.target.id, now) or urgent
             ):
@@ -185,6 +206,31 @@ class Runner:
         with self.lock:
             self.gone_pages &= keep
 
+    def _instant(self, item: WorkItem, step: Step, now: datetime) -> datetime | None:
+        """The start (READY) or end (ACTIVE) to arm for, when it is less than ``arm_ahead``
+        away and nothing else is due first."""
+        if step is not Step.OBSERVE:
+            return None
+        state = item.target.state
+        if state is TargetState.READY:
+            at = item.notice.start
+        elif state is TargetState.ACTIVE:
+            at = item.notice.end
+        else:
+            return None
+        return at if now < at <= now + self.arm_ahead else None
+
+    def _interrupt_if_moved(
+        self, item: WorkItem, step: Step, now: datetime, *, urgent: bool
+    ) -> None:
+        """A step armed for an instant while something else is due now (an operator cancelled
+        or ended the window) or its page Pod is gone (``urgent``): wake it, it decides again
+        at once."""
+        with self.lock:
+            at = self.armed.get(item.target.id)
+        if at is not None and now < at and (step is not Step.OBSERVE or urgent):
+            self.steps.interrupt(item.target.id)
+
     def _observe_due(self, target_id: int, now: datetime) -> bool:
         """Observe (drift, refresh) once per poll interval, not on every wake-up pass:
         otherwise each wake-up for one target re-reads every live target."""
@@ -207,6 +253,7 @@ class Runner:
         self._stopping.set()
         self._unlisten()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.armed_pool.shutdown(wait=False, cancel_futures=True)
 
     def _keep_claims(self) -> None:
         """Renew the claims of the steps in progress every third of the TTL.
@@ -219,9 +266,12 @@ class Runner:
         while not self._stopping.wait(self.settings.claim_ttl / 3):
             self.claims.renew_all()
 
-    def _start(self, item: WorkItem, step: Step, *, urgent: bool = False) -> bool:
+    def _start(
+        self, item: WorkItem, step: Step, *, urgent: bool = False, at: datetime | None = None
+    ) -> bool:
         """Hand the step to a worker; False while the target is busy. ``urgent``: its page
-        Pod is gone, so even an observe must not wait for the next poll."""
+        Pod is gone, so even an observe must not wait for the next poll. ``at``: armed for
+        that instant."""
         target_id = item.target.id
         with self.lock:
             if target_id in self.running:
@@ -232,10 +282,16 @@ class Runner:
             self.gone_pages.discard(item.target.pod or "")
             # The claim is taken in the worker: 50 targets due at once are claimed in
             # parallel, not one database round trip after another in the pass.
-            self.running[target_id] = self.pool.submit(self._claim_and_work, item, step)
+            if at is None:
+                self.running[target_id] = self.pool.submit(self._claim_and_work, item, step)
+            else:
+                self.armed[target_id] = at
+                self.running[target_id] = self.armed_pool.submit(
+                    self._claim_and_work, item, step, at
+                )
             return True
 
-    def _claim_and_work(self, item: WorkItem, step: Step) -> None:
+    def _claim_and_work(self, item: WorkItem, step: Step, at: datetime | None = None) -> None:
         """Claim, work, release: whatever any of it raises, the target is freed here.
 
         A target left in ``running`` would never be looked at again by this replica.
@@ -247,7 +303,7 @@ class Runner:
             held = self.claims.take(target_id)
             if held is not None:  # else another replica works on it
                 with self.claims.fence(held):
-                    outcome = self._work(item, step)
+                    outcome = self._work(item, step, at)
         except ClaimLost as e:
             outcome = "claim_lost"
             log.warning("%s of %s stopped: %s", step.value, item.target.ref, e)
@@ -269,6 +325,7 @@ class Runner:
                     log.warning("cannot release the claim on %s: %s", item.target.ref, e)
             with self.lock:
                 self.running.pop(target_id, None)
+                self.armed.pop(target_id, None)
                 rerun, self.rerun = self.rerun, False
             if rerun:
                 self.wake_at(self.clock())
@@ -277,10 +334,10 @@ class Runner:
     def _retry_later(self) -> None:
         self.wake_at(self.clock() + timedelta(seconds=self.settings.step_retry_delay))
 
-    def _work(self, item: WorkItem, step: Step) -> str:
+    def _work(self, item: WorkItem, step: Step, at: datetime | None = None) -> str:
         """Run the step; its outcome for ``maint_step_duration_seconds``."""
         try:
-            self._run(item, step)
+            self._run(item, step, at)
         except Superseded as e:
             log.info("%s of %s: %s; deciding again", step.value, item.target.ref, e)
             self.wake_at(self.clock())
@@ -296,9 +353,20 @@ class Runner:
             return "retry"
         return "ok"
 
-    def _run(self, item: WorkItem, step: Step) -> None:
+    def _run(self, item: WorkItem, step: Step, at: datetime | None = None) -> None:
         # Re-read under the claim: another replica or an operator may have moved it meanwhile.
         item = self.store.target(item.target.id)
+        if at is not None:  # armed: still the step wanted at its instant?
+            armed = step
+            step = decide(
+                item.target.state, now=max(self.clock(), at), window=self.steps.window(item)
+            ).step
+            if step is armed is Step.SWITCH:
+                self.steps.switch(item, at=at)
+                return
+            if step is armed is Step.RESTORE and item.target.state is TargetState.ACTIVE:
+                self.steps.restore(item, at=at)
+                return
         step = decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
         if step is Step.PREPARE:
             self.steps.prepare(item)

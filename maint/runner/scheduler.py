@@ -1,8 +1,9 @@
 """``maint run``: when to call a reconcile pass. The only user of APScheduler.
 
 An interval job runs a pass every ``poll_interval`` (the safety net), and one date job is kept
-armed at the earliest future due time so a switch lands on ``start`` rather than up to a poll
-late. Both use ``misfire_grace_time=None``: a late wake-up still runs (an end is never skipped).
+armed at the earliest future due time, or ``Runner.arm_ahead`` before it: that pass arms the
+switch (restore) due then, whose thread sends the PATCH at ``start`` (``end``) itself
+(``instant``), rather than up to a poll late. Both use ``misfire_grace_time=None``: a late wake-up still runs (an end is never skipped).
 The forced-restore sweep (from Service annotations, no database) is a job of its own on its own
 thread: a database that hangs holds up the passes, never the restore at ``end + grace``.
 The job store stays in memory; the notices tables are the source of truth (FACTS.md).
@@ -175,14 +176,21 @@ class Scheduler:
         self.runner.sweep(now=self.runner.clock())
 
     def arm(self) -> None:
-        """(Re)arm the one date job at the earliest future due time."""
+        """(Re)arm the one date job at the earliest future due time, or earlier: ``arm_ahead``
+        before a due time, so that the pass then arms the switch or restore due at it."""
+        now = datetime.now(UTC)
+        ahead = self.runner.arm_ahead
         try:
-            due = self.runner.store.next_due(after=datetime.now(UTC))
+            due = self.runner.store.next_due(after=now)
+            later = self.runner.store.next_due(after=now + ahead) if due is not None else None
         except DatabaseUnavailable:
             return
         if due is None or not self.scheduler.running:
             return
-        self.scheduler.add_job(self._pass, "date", run_date=due, id="wakeup", replace_existing=True)
+        wake = due if later is None else min(due, later - ahead)
+        self.scheduler.add_job(
+            self._pass, "date", run_date=wake, id="wakeup", replace_existing=True
+        )
 
     def wake_at(self, moment: datetime) -> None:
         """One extra pass at ``moment`` (retries); coalesced with any retry already armed."""

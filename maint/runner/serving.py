@@ -9,16 +9,20 @@ backoff. A Service that disappears ends the target (``Ending.gone``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
+from datetime import datetime
 
 from maint import build, cluster, naming, switch
+from maint.cluster import PodInfo, ServiceInfo
 from maint.errors import BuildFailed, Conflict, MaintError, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import PageBuild, StepContext, Superseded
 from maint.runner.ending import Ending
 from maint.runner.prepare import Preparing, ServiceGone
 from maint.runner.transitions import Step, backoff
+from maint.switch import RestorePlan, Switched, SwitchPlan
 
 REFRESH_MAX_DELAY = 300.0  # seconds: the cap of the backoff between failed rebuilds
 
@@ -32,31 +36,111 @@ class Serving:
         # after a restart the first pass simply tries again.
         self.refresh_backoff: dict[int, tuple[int, float]] = {}
 
-    def switch(self, item: WorkItem) -> WorkItem:
-        """READY -> ACTIVE at start: the Service selects only the page Pod."""
+    def switch(self, item: WorkItem, *, at: datetime | None = None) -> WorkItem:
+        """READY -> ACTIVE at start: the Service selects only the page Pod.
+
+        ``at`` (the start, still ahead): armed. Page Pod and Service are read and the patch is
+        computed now; the PATCH leaves at ``at`` from this thread, right after the notice is
+        confirmed once more (an intent recorded meanwhile wins), together with the other
+        targets armed for that instant (``instant``).
+        """
+        ctx = self.ctx
+        if at is None or ctx.clock() >= at:
+            return self._switch_now(item)
+        with ctx.instants.join(at, target_id=item.target.id) as member:
+            try:
+                labels, service = self._arm_switch(item, at=at)
+                armed = self._plan_switch(item, labels, service)
+                if not member.wait() and not member.interrupted.is_set():
+                    return item  # the clock never got there (a test's): the next pass decides
+                fresh = ctx.confirm(item, Step.SWITCH)
+                if fresh.notice.end != item.notice.end:  # extended a moment ago
+                    armed = self._plan_switch(fresh, labels, service)
+                item = fresh
+                with member.firing():
+                    try:
+                        result = (
+                            armed
+                            if isinstance(armed, Switched)
+                            else switch.apply_switch(ctx.api, armed)
+                        )
+                    except Conflict:  # the Service changed since it was read: read it again
+                        result = self._apply_switch_now(item, labels)
+            except MaintError as e:
+                member.done(fired=False)
+                return self.preparing.failed(item, e)
+            member.done()  # every PATCH of the volley answered: now the follow-ups
+        return self._switched(item, result)
+
+    def _arm_switch(self, item: WorkItem, *, at: datetime) -> tuple[dict[str, str], ServiceInfo]:
+        """Before the instant: the switch still due then, the page Pod Ready (its labels), the
+        Service as it is now."""
+        ctx = self.ctx
+        ref = item.target.ref
+        ctx.confirm(item, Step.SWITCH, at=at)
+        pod = self._page(item, step=Step.OBSERVE)
+        try:
+            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+        except NotFound:
+            raise ServiceGone(f"Service {ref} was deleted") from None
+        return pod.labels, service
+
+    def _plan_switch(
+        self, item: WorkItem, labels: dict[str, str], service: ServiceInfo
+    ) -> SwitchPlan | Switched:
+        return switch.plan_switch(
+            service,
+            page=labels,
+            notice_id=item.notice.id,
+            restore_by=item.notice.end + self.ctx.settings.grace(),
+            pause_reconcilers=item.notice.pause_reconcilers,
+        )
+
+    def _switch_now(self, item: WorkItem) -> WorkItem:
+        ctx = self.ctx
+        try:
+            pod = self._page(item, step=Step.SWITCH)
+            item = ctx.confirm(item, Step.SWITCH)
+            result = self._apply_switch_now(item, pod.labels)
+        except MaintError as e:
+            return self.preparing.failed(item, e)
+        return self._switched(item, result)
+
+    def _page(self, item: WorkItem, *, step: Step = Step.SWITCH) -> PodInfo:
+        """The page Pod, Ready (recreated first if it was deleted or evicted)."""
+        ctx = self.ctx
+        ref = item.target.ref
+        assert item.target.pod is not None  # READY always has its page Pod
+        try:
+            pod = cluster.get_pod(ctx.api, namespace=ref.namespace, name=item.target.pod)
+            if pod.ready and not pod.deleting:
+                return pod
+        except NotFound:
+            pass
+        self.preparing.ensure_pod(item, step=step)
+        try:
+            return cluster.get_pod(ctx.api, namespace=ref.namespace, name=item.target.pod)
+        except NotFound:  # deleted since ensure_pod: the next pass recreates it
+            raise Conflict(f"page Pod {item.target.pod} is gone; recreating it") from None
+
+    def _apply_switch_now(self, item: WorkItem, page: dict[str, str]) -> Switched:
         ctx = self.ctx
         ref = item.target.ref
         try:
-            self.preparing.ensure_pod(item, step=Step.SWITCH)
-            item = ctx.confirm(item, Step.SWITCH)
-            assert item.target.pod is not None  # READY always has its page Pod
-            try:
-                pod = cluster.get_pod(ctx.api, namespace=ref.namespace, name=item.target.pod)
-            except NotFound:  # deleted since ensure_pod: the next pass recreates it
-                raise Conflict(f"page Pod {item.target.pod} is gone; recreating it") from None
-            try:
-                result = switch.switch(
-                    ctx.api,
-                    ref=ref,
-                    page=pod.labels,
-                    notice_id=item.notice.id,
-                    restore_by=item.notice.end + ctx.settings.grace(),
-                    pause_reconcilers=item.notice.pause_reconcilers,
-                )
-            except NotFound:  # only the Service is read or patched here
-                raise ServiceGone(f"Service {ref} was deleted") from None
-        except MaintError as e:
-            return self.preparing.failed(item, e)
+            return switch.switch(
+                ctx.api,
+                ref=ref,
+                page=page,
+                notice_id=item.notice.id,
+                restore_by=item.notice.end + ctx.settings.grace(),
+                pause_reconcilers=item.notice.pause_reconcilers,
+            )
+        except NotFound:  # only the Service is read or patched here
+            raise ServiceGone(f"Service {ref} was deleted") from None
+
+    def _switched(self, item: WorkItem, result: Switched) -> WorkItem:
+        """After the switch's PATCH: its event, ACTIVE, then the EndpointSlices checked."""
+        ctx = self.ctx
         now = ctx.clock()
         lag = (now - item.notice.start).total_seconds()
         ctx.event(
@@ -75,6 +159,49 @@ class Serving:
         )
         ctx.verify_endpoints(item, want={item.target.pod or ""}, what="only the page Pod")
         return item
+
+    def restore_at(self, item: WorkItem, *, at: datetime) -> WorkItem:
+        """ACTIVE, its end ``at`` still ahead: the restore armed for it. The Service is read
+        and the patch computed now; at ``at`` the notice is confirmed once more (``notice
+        extend`` a moment ago wins) and the PATCH leaves with the rest of the volley; the
+        ownership hand-back, events, EndpointSlices and clean-up follow (``Ending.restore``).
+        A Service that is not the page's now (gone, someone else's, an older release's shape)
+        arms nothing: the usual restore runs at the instant."""
+        ctx = self.ctx
+        if ctx.clock() >= at:
+            return self.ending.restore(item)
+        with ctx.instants.join(at, target_id=item.target.id) as member:
+            ctx.confirm(item, Step.RESTORE, at=at)
+            armed = self._arm_restore(item)
+            if not member.wait() and not member.interrupted.is_set():
+                return item  # the clock never got there (a test's): the next pass decides
+            item = ctx.confirm(item, Step.RESTORE)
+            patched = None
+            if armed is not None:
+                # Changed since it was read (Conflict, NotFound): the usual restore reads again.
+                with member.firing(), contextlib.suppress(Conflict, NotFound):
+                    patched = switch.apply_restore(ctx.api, armed)
+                patched_at = ctx.clock()
+            member.done()  # every PATCH of the volley answered: now the follow-ups
+        if armed is None or patched is None:
+            return self.ending.restore(item)
+        restored = switch.hand_back(ctx.api, armed, patched)
+        return self.ending.restore(item, patched=(restored, patched_at))
+
+    def _arm_restore(self, item: WorkItem) -> RestorePlan | None:
+        ctx = self.ctx
+        ref = item.target.ref
+        assert item.target.pod is not None
+        try:
+            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+        except NotFound:
+            return None
+        saved = switch.saved_state(service)
+        original = item.target.original_selector or (saved[0] if saved else None)
+        if original is None:
+            return None
+        page = naming.page_selector(name=item.target.pod, keys=original)
+        return switch.plan_restore(service, page=page, original=original)
 
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
         """READY/ACTIVE: keep the page serving, follow a changed end, report foreign selectors."""

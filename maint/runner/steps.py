@@ -77,14 +77,22 @@ class Steps:
     def prepare(self, item: WorkItem) -> WorkItem:
         return self.preparing.prepare(item)
 
-    def switch(self, item: WorkItem) -> WorkItem:
-        return self.serving.switch(item)
+    def switch(self, item: WorkItem, *, at: datetime | None = None) -> WorkItem:
+        return self.serving.switch(item, at=at)
 
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
         return self.serving.observe(item, reported=reported)
 
-    def restore(self, item: WorkItem, *, forced: bool = False) -> WorkItem:
+    def restore(
+        self, item: WorkItem, *, forced: bool = False, at: datetime | None = None
+    ) -> WorkItem:
+        if at is not None and not forced:
+            return self.serving.restore_at(item, at=at)
         return self.ending.restore(item, forced=forced)
+
+    def interrupt(self, target_id: int) -> bool:
+        """Wake the target's armed switch or restore now: an intent came in."""
+        return self.ctx.instants.interrupt(target_id)
 
     def rollback(
         self, item: WorkItem, *, reason: str, to: TargetState = TargetState.ROLLED_BACK

@@ -55,6 +55,17 @@ class Restored:
     ownership: str = ""  # what became of the selector's ownership, for the event log
 
 
+@dataclass(frozen=True)
+class SwitchPlan:
+    """The switch of one Service, computed from a snapshot of it: one JSON Patch whose
+    ``test`` ops make it fail (``Conflict``) if the Service changed since the snapshot."""
+
+    ref: ServiceRef
+    ops: list[dict[str, Any]]
+    original: dict[str, str]
+    paused: pause.Paused
+
+
 def switch(
     api: Cluster,
     *,
@@ -66,7 +77,36 @@ def switch(
 ) -> Switched:
     """Point the Service at the page Pod whose labels are ``page``; returns the app's original
     selector (the live one, which only this initial switch may record; a refresh uses
-    ``move_page``).
+    ``move_page``). Reads the Service, then ``plan_switch`` and ``apply_switch``; a Service
+    that changed in between is read again."""
+    for _attempt in range(3):
+        service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
+        planned = plan_switch(
+            service,
+            page=page,
+            notice_id=notice_id,
+            restore_by=restore_by,
+            pause_reconcilers=pause_reconcilers,
+        )
+        if isinstance(planned, Switched):
+            return planned
+        try:
+            return apply_switch(api, planned)
+        except Conflict:
+            continue  # changed between read and patch (or our own retried write): look again
+    raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def plan_switch(
+    service: ServiceInfo,
+    *,
+    page: Mapping[str, str],
+    notice_id: int,
+    restore_by: datetime,
+    pause_reconcilers: bool = False,
+) -> SwitchPlan | Switched:
+    """The switch's patch for this snapshot of the Service (pure), or ``Switched(already)``
+    when it already selects the page.
 
     The page selector is the live selector's keys with the page's name (``naming.page_selector``);
     the page Pod was labelled for the keys the selector had at preparation, so a selector whose
@@ -74,49 +114,47 @@ def switch(
     With ``pause_reconcilers`` the same patch pauses them (``pause``), guarded by the
     resourceVersion so that the value recorded as "before" is the one replaced.
     """
+    ref = ServiceRef(namespace=service.namespace, name=service.name)
     name = page[PAGE_LABEL]
-    for _attempt in range(3):
-        service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
-        if page_name(service.selector) == name:
-            paused = pause.recorded(service) or {}
-            return Switched(original=_saved_original(service), already=True, paused=paused)
-        switchable(service)
-        original = service.selector
-        selector = page_selector(name=name, keys=original)
-        if any(page.get(key) != value for key, value in selector.items()):
-            raise Conflict(
-                f"Service {ref} now selects on {sorted(original)}, not the keys page Pod {name} "
-                "was labelled for; not switched"
-            )
-        paused = pause.to_pause(service) if pause_reconcilers else {}
-        values = {
-            ORIGINAL_SELECTOR_ANNOTATION: json.dumps(original, sort_keys=True),
-            PAGE_SELECTOR_ANNOTATION: json.dumps(selector, sort_keys=True),
-            NOTICE_ANNOTATION: str(notice_id),
-            RESTORE_BY_ANNOTATION: restore_by.isoformat(),
-            SELECTOR_OWNERS_ANNOTATION: json.dumps(
-                ownership.selector_owners(service.managed_fields), sort_keys=True
-            ),
-        } | pause.pause_values(paused)
-        guard = [{"op": "test", "path": "/spec/selector", "value": service.selector}]
-        if paused:
-            version = service.resource_version
-            guard.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
-        try:
-            cluster.json_patch_service(
-                api,
-                namespace=ref.namespace,
-                name=ref.name,
-                ops=[
-                    *guard,
-                    *_annotations(service, values),
-                    {"op": "replace", "path": "/spec/selector", "value": selector},
-                ],
-            )
-        except Conflict:
-            continue  # changed between read and patch (or our own retried write): look again
-        return Switched(original=original, already=False, paused=paused)
-    raise Conflict(f"Service {ref} selector keeps changing; will try again")
+    if page_name(service.selector) == name:
+        paused = pause.recorded(service) or {}
+        return Switched(original=_saved_original(service), already=True, paused=paused)
+    switchable(service)
+    original = service.selector
+    selector = page_selector(name=name, keys=original)
+    if any(page.get(key) != value for key, value in selector.items()):
+        raise Conflict(
+            f"Service {ref} now selects on {sorted(original)}, not the keys page Pod {name} "
+            "was labelled for; not switched"
+        )
+    paused = pause.to_pause(service) if pause_reconcilers else {}
+    values = {
+        ORIGINAL_SELECTOR_ANNOTATION: json.dumps(original, sort_keys=True),
+        PAGE_SELECTOR_ANNOTATION: json.dumps(selector, sort_keys=True),
+        NOTICE_ANNOTATION: str(notice_id),
+        RESTORE_BY_ANNOTATION: restore_by.isoformat(),
+        SELECTOR_OWNERS_ANNOTATION: json.dumps(
+            ownership.selector_owners(service.managed_fields), sort_keys=True
+        ),
+    } | pause.pause_values(paused)
+    guard = [{"op": "test", "path": "/spec/selector", "value": service.selector}]
+    if paused:
+        version = service.resource_version
+        guard.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
+    ops = [
+        *guard,
+        *_annotations(service, values),
+        {"op": "replace", "path": "/spec/selector", "value": selector},
+    ]
+    return SwitchPlan(ref=ref, ops=ops, original=original, paused=paused)
+
+
+def apply_switch(api: Cluster, plan: SwitchPlan) -> Switched:
+    """The planned switch as one PATCH; ``Conflict`` when the Service is no longer the
+    snapshot it was planned from (its ``test`` failed)."""
+    ref = plan.ref
+    cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=plan.ops)
+    return Switched(original=plan.original, already=False, paused=plan.paused)
 
 
 class MoveOutcome(StrEnum):
@@ -204,6 +242,17 @@ def _set_annotation(service: ServiceInfo, key: str, value: str) -> dict[str, Any
     return {"op": op, "path": cluster.pointer("metadata", "annotations", key), "value": value}
 
 
+@dataclass(frozen=True)
+class RestorePlan:
+    """The restore of one Service from a snapshot of it that still selects the page: one JSON
+    Patch guarded by a ``test`` of the page selector."""
+
+    ref: ServiceRef
+    ops: list[dict[str, Any]]
+    original: dict[str, str]
+    owners: list[dict[str, Any]] | None  # whom to give the selector's ownership back to
+
+
 def restore(
     api: Cluster, *, ref: ServiceRef, page: dict[str, str], original: dict[str, str]
 ) -> Restored:
@@ -214,26 +263,50 @@ def restore(
         if service.selector == original:
             _drop_annotations(api, service)
             return Restored(outcome=RestoreOutcome.ALREADY, live=service.selector)
-        if service.selector != page:
+        planned = plan_restore(service, page=page, original=original)
+        if planned is None:
             return Restored(outcome=RestoreOutcome.FOREIGN, live=service.selector)
-        ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/spec/selector", "value": page},
-            {"op": "replace", "path": "/spec/selector", "value": original},
-            *_annotation_removals(service),
-        ]
         try:
-            restored = cluster.json_patch_service(
-                api, namespace=ref.namespace, name=ref.name, ops=ops
-            )
+            restored = apply_restore(api, planned)
         except Conflict:
             continue
-        owners = ownership.parse_owners(service.annotations.get(SELECTOR_OWNERS_ANNOTATION))
-        return Restored(
-            outcome=RestoreOutcome.RESTORED,
-            live=original,
-            ownership=_hand_back(api, restored, owners=owners, original=original),
-        )
+        return hand_back(api, planned, restored)
     raise Conflict(f"Service {ref} selector keeps changing; will try again")
+
+
+def plan_restore(
+    service: ServiceInfo, *, page: dict[str, str], original: dict[str, str]
+) -> RestorePlan | None:
+    """The restore's patch for this snapshot (pure); None unless it selects ``page``."""
+    if service.selector != page:
+        return None
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/spec/selector", "value": page},
+        {"op": "replace", "path": "/spec/selector", "value": original},
+        *_annotation_removals(service),
+    ]
+    return RestorePlan(
+        ref=ServiceRef(namespace=service.namespace, name=service.name),
+        ops=ops,
+        original=original,
+        owners=ownership.parse_owners(service.annotations.get(SELECTOR_OWNERS_ANNOTATION)),
+    )
+
+
+def apply_restore(api: Cluster, plan: RestorePlan) -> ServiceInfo:
+    """The planned restore as one PATCH (the Service as patched); ``Conflict`` when the
+    Service no longer selects the page or no longer carries what the patch removes."""
+    ref = plan.ref
+    return cluster.json_patch_service(api, namespace=ref.namespace, name=ref.name, ops=plan.ops)
+
+
+def hand_back(api: Cluster, plan: RestorePlan, restored: ServiceInfo) -> Restored:
+    """After ``apply_restore``: the selector's ownership back to the recorded managers."""
+    return Restored(
+        outcome=RestoreOutcome.RESTORED,
+        live=plan.original,
+        ownership=_hand_back(api, restored, owners=plan.owners, original=plan.original),
+    )
 
 
 def _hand_back(

@@ -31,7 +31,7 @@ from maint.runner.claims import Claims
 from maint.runner.health import Heartbeat, serve_health
 from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
-from tests.support.window import Window, open_window
+from tests.support.window import APP_LABELS, Window, open_window
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -192,3 +192,29 @@ def test_a_replica_with_its_clock_two_ttls_ahead_never_takes_a_live_claim(
         b.shutdown()
         skewed.close()
     assert window.app.store.target(target_id).target.state is TargetState.READY
+
+
+def test_an_armed_switch_whose_claim_lapsed_while_it_waited_sends_no_patch(
+    window: Window, k8s, namespace
+) -> None:
+    """The switch armed two seconds before the start holds the claim while it waits; its
+    renewals stop (as in a replica cut off from its database) and another replica takes the
+    target over. At the start the claim check stops the PATCH: the Service keeps the app."""
+    notice = window.add(start_in=600)
+    target_id = notice.targets[0].id
+    window.step()
+    runner = window.runner
+    window.clock.at(notice.start - timedelta(seconds=2))
+    started = runner.pass_once().started
+    assert [label for label in started if " at " in label], started
+    wait_until(lambda: runner.claims.count() == 1, timeout=10, what="the armed switch's claim")
+    runner._stopping.set()  # the renewer stops; the armed step keeps waiting for the start
+    time.sleep(TTL + 0.3)
+    other = window.app.store.claim(target_id, owner="replica-b", ttl=timedelta(seconds=30))
+    assert other is not None, "the lapsed claim was not taken over"
+    window.clock.at(notice.start)
+    runner.wait_idle()
+    service = CoreV1Api(k8s).read_namespaced_service("web", namespace)
+    assert dict(service.spec.selector) == APP_LABELS
+    assert window.app.store.target(target_id).target.state is TargetState.READY
+    assert not [e for e in window.app.store.events(notice.id) if e.step == "switch"]

@@ -1,0 +1,140 @@
+"""The instant of a switch or a restore, shared by every target armed for it.
+
+A switch (or restore) armed ahead of its start (or end) has done before the instant everything
+that can be: claim, reads, the patch. Its thread then waits here for exactly that instant, so the
+PATCH leaves on time rather than a wake-up, a pass and a few reads later. Targets armed for the
+same instant form one ``Volley``: their PATCHes go out together (at most ``FIRING`` at a time),
+and each one's follow-up (events, transitions, EndpointSlice verification) waits until every
+PATCH of the volley has been answered, so no follow-up's requests or CPU sit between two
+PATCHes. Both waits are bounded: a volley never holds a step back for more than
+``STRAGGLER_WAIT`` after its own PATCH.
+
+The instant is read from the runner's clock (tests set it), and slept for on the monotonic one.
+A clock that does not get there in the real time it should (a test's clock standing still) ends
+the wait unfired (``Volley.wait`` is False): the step then does nothing and the next pass decides
+again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+FIRING = 64  # PATCHes in flight at once: the client's connection pool (cluster.connection)
+STRAGGLER_WAIT = 5.0  # seconds a fired member waits for the rest of its volley
+CLOCK_SLACK = 2.0  # seconds past the due real time before a still-early clock ends the wait
+NAP = 0.25  # seconds between looks at the clock while far from the instant
+
+
+class Volley:
+    """The targets armed for one instant."""
+
+    def __init__(self, at: datetime, *, clock: Callable[[], datetime], gate: threading.Semaphore):
+        self.at = at
+        self.clock = clock
+        self.gate = gate
+        self.members = 0
+        self.fired = 0
+        self.changed = threading.Condition()
+
+    def wait(self, *, stop: threading.Event | None = None) -> bool:
+        """Sleep until the instant; False if the clock never got there (see the module text) or
+        ``stop`` was set meanwhile (an intent came in: decide again now)."""
+        left = (self.at - self.clock()).total_seconds()
+        give_up = time.monotonic() + max(0.0, left) + CLOCK_SLACK
+        while left > 0:
+            if time.monotonic() > give_up:
+                return False
+            nap = min(left, NAP)
+            if stop is not None:
+                if stop.wait(nap):
+                    return False
+            else:
+                time.sleep(nap)
+            left = (self.at - self.clock()).total_seconds()
+        return True
+
+    @contextmanager
+    def firing(self) -> Iterator[None]:
+        """Around one member's PATCH: bounded parallelism."""
+        with self.gate:
+            yield
+
+    def _through(self, *, fired: bool) -> None:
+        with self.changed:
+            self.fired += 1
+            self.changed.notify_all()
+            if fired:
+                self.changed.wait_for(lambda: self.fired >= self.members, timeout=STRAGGLER_WAIT)
+
+
+class Member:
+    """One target's place in a volley."""
+
+    def __init__(self, volley: Volley) -> None:
+        self.volley = volley
+        self.through = False
+        self.interrupted = threading.Event()  # an intent came in: stop waiting, decide now
+
+    @property
+    def at(self) -> datetime:
+        return self.volley.at
+
+    def wait(self) -> bool:
+        """Until the instant: False if interrupted or the clock never got there."""
+        return self.volley.wait(stop=self.interrupted)
+
+    def firing(self) -> contextlib.AbstractContextManager[None]:
+        return self.volley.firing()
+
+    def done(self, *, fired: bool = True) -> None:
+        """Through with the PATCH (``fired``) or leaving before it; once. A fired member
+        waits (bounded) until every other member of its volley is through too."""
+        if not self.through:
+            self.through = True
+            self.volley._through(fired=fired)
+
+
+class Instants:
+    """The volleys of one runner, by instant."""
+
+    def __init__(self, *, clock: Callable[[], datetime], firing: int = FIRING) -> None:
+        self.clock = clock
+        self.gate = threading.Semaphore(firing)
+        self.volleys: dict[datetime, Volley] = {}
+        self.waiting: dict[int, Member] = {}  # target id -> its member, while armed
+        self.lock = threading.Lock()
+
+    def interrupt(self, target_id: int) -> bool:
+        """Wake the target's armed step now (an intent came in); False if none is armed."""
+        with self.lock:
+            member = self.waiting.get(target_id)
+        if member is None:
+            return False
+        member.interrupted.set()
+        return True
+
+    @contextmanager
+    def join(self, at: datetime, *, target_id: int) -> Iterator[Member]:
+        """Be the target's member of the volley for ``at`` for the duration of the block
+        (leaving it unfired unless ``Member.done`` was called)."""
+        with self.lock:
+            volley = self.volleys.get(at)
+            if volley is None:
+                volley = self.volleys[at] = Volley(at, clock=self.clock, gate=self.gate)
+            with volley.changed:
+                volley.members += 1
+            member = self.waiting[target_id] = Member(volley)
+        try:
+            yield member
+        finally:
+            member.done(fired=False)
+            with self.lock, volley.changed:
+                if self.waiting.get(target_id) is member:
+                    del self.waiting[target_id]
+                if volley.fired >= volley.members and self.volleys.get(at) is volley:
+                    del self.volleys[at]

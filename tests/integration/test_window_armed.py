@@ -1,0 +1,190 @@
+"""Switch and restore armed before their instant: at the instant, one PATCH and nothing before it.
+
+A pass less than ``arm_ahead`` before a start (an end) arms the target's switch (restore): the
+claim, the page Pod and the Service are read then, the patch computed. At the instant the notice
+is confirmed once more and the PATCH goes out from the thread that waited; the EndpointSlices are
+checked after it. An intent recorded while it waits (a cancel, an extend) still wins: nothing is
+patched. Several targets with one start send all their PATCHes before any EndpointSlice request.
+
+In-process with the settable clock, moved to the instant while the armed thread waits (as time
+passes for ``maint run``); everything else is real, and every request of maint goes through an
+``ApiProxy`` whose audit is what reached the API server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from kubernetes.client import CoreV1Api
+
+from maint import naming
+from maint.notices import TargetState
+from tests.support.faults import ApiProxy, Exchange
+from tests.support.processes import wait_until
+from tests.support.window import APP_LABELS, Window, leftovers_after, make_app
+
+pytestmark = [pytest.mark.k8s, pytest.mark.registry]
+
+
+@pytest.fixture
+def proxy(control_plane) -> Iterator[ApiProxy]:
+    with ApiProxy(
+        upstream=control_plane.server, ca_file=control_plane.ca_file, token=control_plane.token
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def window(window: Window, proxy, tmp_path) -> Window:
+    """The shared window, its steps going through the counting proxy."""
+    kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
+    window.app.settings = window.app.settings.model_copy(update={"kubeconfig": str(kubeconfig)})
+    return window
+
+
+def _selector(k8s, window: Window, service: str = "web") -> dict[str, str]:
+    return dict(CoreV1Api(k8s).read_namespaced_service(service, window.namespace).spec.selector)
+
+
+def _requests(proxy: ApiProxy, *, since: int) -> list[Exchange]:
+    """What maint asked after the ``since``-th request: the steps' requests only (no Kubernetes
+    Events, no long-lived page watch)."""
+    return [e for e in proxy.audit.all()[since:] if e.resource != "events" and not e.page_watch]
+
+
+def _arm(window: Window, proxy: ApiProxy, at: datetime, *, services: int = 1) -> int:
+    """A pass one second before ``at`` that arms; returns once the armed steps have read their
+    Services (the audit's length then)."""
+    window.clock.at(at - timedelta(seconds=1))
+    since = len(proxy.audit.all())
+    started = window.runner.pass_once().started
+    assert len([label for label in started if " at " in label]) == services, started
+
+    def read() -> bool:
+        gets = [e for e in proxy.audit.all()[since:] if e.method == "GET"]
+        return len([e for e in gets if e.resource == "services" and e.name]) >= services
+
+    wait_until(read, timeout=10, what="the armed steps to read their Services")
+    return len(proxy.audit.all())
+
+
+def _ready(window: Window, **add) -> int:
+    notice = window.add(**add)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.READY, window.lines[-6:]
+    return notice.id
+
+
+def test_an_armed_switch_sends_its_patch_first_at_the_start_then_checks_endpoints(
+    window, k8s, proxy
+):
+    notice_id = _ready(window)
+    start = window.notice(notice_id).start
+    since = _arm(window, proxy, start)
+    assert _requests(proxy, since=since) == []  # waiting: nothing more before the instant
+    window.clock.at(start)
+    window.runner.wait_idle()
+    after = _requests(proxy, since=since)
+    assert after, "nothing was sent at the instant"
+    first = after[0]
+    assert (first.method, first.resource, first.name) == ("PATCH", "services", "web")
+    assert first.json_body()[0] == {"op": "test", "path": "/spec/selector", "value": APP_LABELS}
+    assert [e for e in after if e.method == "PATCH"] == [first]
+    assert {e.resource for e in after[1:]} <= {"endpointslices"}, [str(e) for e in after]
+    target = window.notice(notice_id).targets[0]
+    assert target.state is TargetState.ACTIVE
+    assert _selector(k8s, window) == naming.page_selector(name=target.pod, keys=APP_LABELS)
+    events = [(e.step, e.outcome, e.detail) for e in window.app.store.events(notice_id)]
+    switch = [d for step, outcome, d in events if (step, outcome) == ("switch", "ok")]
+    assert len(switch) == 1 and "(+0.000s from start)" in switch[0], events
+    assert ("endpoints", "ok") in [(s, o) for s, o, _d in events]
+
+
+def test_an_armed_restore_sends_its_patch_first_at_the_end_and_completes(window, k8s, proxy):
+    notice_id = _ready(window, length=300)
+    notice = window.notice(notice_id)
+    window.clock.at(notice.start)
+    window.step()
+    assert window.notice(notice_id).targets[0].state is TargetState.ACTIVE
+    since = _arm(window, proxy, notice.end)
+    window.clock.at(notice.end)
+    window.runner.wait_idle()
+    after = _requests(proxy, since=since)
+    first = after[0]
+    assert (first.method, first.resource, first.name) == ("PATCH", "services", "web")
+    assert first.json_body()[1] == {"op": "replace", "path": "/spec/selector", "value": APP_LABELS}
+    assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
+    assert _selector(k8s, window) == APP_LABELS
+    events = [(e.step, e.outcome, e.detail) for e in window.app.store.events(notice_id)]
+    restore = [d for step, outcome, d in events if (step, outcome) == ("restore", "ok")]
+    assert len(restore) == 1 and "(+0.000s from end)" in restore[0], events
+    assert "selector ownership" in restore[0]
+    assert leftovers_after(k8s, notice_id) == []
+
+
+@pytest.mark.parametrize("woken", [False, True], ids=["at-the-instant", "by-the-next-pass"])
+def test_a_cancel_while_the_switch_is_armed_wins_and_nothing_is_patched(window, k8s, proxy, woken):
+    """Recorded in the last second: seen by the confirm at the instant, or (``woken``) by a
+    pass before it, which wakes the armed step at once."""
+    notice_id = _ready(window)
+    start = window.notice(notice_id).start
+    since = _arm(window, proxy, start)
+    window.app.end_notice(notice_id, cancel=True)
+    if woken:
+        window.runner.pass_once()
+    else:
+        window.clock.at(start)
+    window.runner.wait_idle()
+    patches = [e for e in _requests(proxy, since=since) if e.method == "PATCH"]
+    assert patches == []
+    assert _selector(k8s, window) == APP_LABELS
+    window.step()
+    assert window.notice(notice_id).targets[0].state is TargetState.CANCELLED
+    assert _selector(k8s, window) == APP_LABELS
+    assert leftovers_after(k8s, notice_id) == []
+
+
+def test_an_extend_while_the_restore_is_armed_wins_and_the_page_keeps_serving(window, k8s, proxy):
+    notice_id = _ready(window, length=300)
+    notice = window.notice(notice_id)
+    window.clock.at(notice.start)
+    window.step()
+    pod = window.notice(notice_id).targets[0].pod
+    since = _arm(window, proxy, notice.end)
+    new_end = notice.end + timedelta(minutes=30)
+    window.app.extend_notice(notice_id, end=new_end.isoformat())
+    window.clock.at(notice.end)
+    window.runner.wait_idle()
+    assert [str(e) for e in _requests(proxy, since=since) if e.method == "PATCH"] == []
+    assert window.notice(notice_id).targets[0].state is TargetState.ACTIVE
+    assert _selector(k8s, window) == naming.page_selector(name=pod, keys=APP_LABELS)
+
+
+def test_targets_sharing_a_start_send_every_patch_before_any_endpoint_check(window, k8s, proxy):
+    for name in ("api", "shop"):
+        make_app(k8s, window.namespace, service=name)
+    start = window.clock() + timedelta(seconds=600)
+    ids = []
+    for name in ("web", "api", "shop"):
+        notice = window.add(service=name, start_in=600)
+        assert notice.start == start
+        ids.append(notice.id)
+    window.step()
+    assert all(window.notice(i).targets[0].state is TargetState.READY for i in ids)
+    since = _arm(window, proxy, start, services=3)
+    window.clock.at(start)
+    window.runner.wait_idle()
+    after = _requests(proxy, since=since)
+    kinds = [(e.method, e.resource) for e in after]
+    patches = [i for i, kind in enumerate(kinds) if kind == ("PATCH", "services")]
+    endpoints = [i for i, (_m, resource) in enumerate(kinds) if resource == "endpointslices"]
+    assert len(patches) == 3 and endpoints, [str(e) for e in after]
+    assert max(patches) < min(endpoints), [str(e) for e in after]
+    for i, name in zip(ids, ("web", "api", "shop"), strict=True):
+        target = window.notice(i).targets[0]
+        assert target.state is TargetState.ACTIVE
+        assert _selector(k8s, window, name) == naming.page_selector(
+            name=target.pod, keys=APP_LABELS
+        )

@@ -3,7 +3,8 @@
 An interval job runs a pass every ``poll_interval`` (the safety net), and one date job is kept
 armed at the earliest future due time, or ``Runner.arm_ahead`` before it: that pass arms the
 switch (restore) due then, whose thread sends the PATCH at ``start`` (``end``) itself
-(``instant``), rather than up to a poll late. Both use ``misfire_grace_time=None``: a late wake-up still runs (an end is never skipped).
+(``instant``), rather than up to a poll late. Both use ``misfire_grace_time=None``: a late
+wake-up still runs (an end is never skipped).
 The forced-restore sweep (from Service annotations, no database) is a job of its own on its own
 thread: a database that hangs holds up the passes, never the restore at ``end + grace``.
 The job store stays in memory; the notices tables are the source of truth (FACTS.md).

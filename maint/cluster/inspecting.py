@@ -9,31 +9,12 @@ and plain dicts keep them exactly as the API server sent them. Reads another par
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from maint.cluster.connection import Cluster
 from maint.cluster.reading import raw_json
+from maint.cluster.types import AppIngress, Object, Surroundings
 from maint.errors import Forbidden
-
-Object = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Surroundings:
-    """The Service as the API has it, and what else in its namespace bears on a switch."""
-
-    service: Object
-    pods: list[Object]
-    """The Pods the Service selects now."""
-    services: list[Object]
-    """Every other Service of the namespace."""
-    network_policies: list[Object] | None
-    """None when maint may not read them."""
-    namespace: Object | None
-    """None when maint may not read it."""
-    unreadable: list[str] = field(default_factory=list)
-    """What could not be read, in words (``"NetworkPolicies in shop: HTTP 403 ..."``)."""
 
 
 def surroundings(cluster: Cluster, *, namespace: str, name: str) -> Surroundings:
@@ -92,16 +73,6 @@ def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:
 def _items(what: str, fn: Any, *args: Any, **kwargs: Any) -> list[Object]:
     items: list[Object] = raw_json(what, fn, *args, **kwargs).get("items") or []
     return items
-
-
-@dataclass(frozen=True)
-class AppIngress:
-    """What the page's NetworkPolicy is built from (``switch.netpol``), as the API has it."""
-
-    pods: list[Object]
-    """The Pods the Service's original selector selects (their labels and container ports)."""
-    network_policies: list[Object]
-    """Every NetworkPolicy of the namespace."""
 
 
 def app_ingress(cluster: Cluster, *, namespace: str, selector: dict[str, str]) -> AppIngress:

@@ -21,10 +21,8 @@ from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import Cluster
 from maint.cluster.guard import Write, before_write
-from maint.cluster.types import ObjectRef, ServiceInfo
+from maint.cluster.types import FIELD_MANAGER, ObjectRef, ServiceInfo
 from maint.errors import Conflict, InvalidInput
-
-FIELD_MANAGER = "maint"
 
 
 def json_patch_service(

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+FIELD_MANAGER = "maint"
+"""The field manager of every write maint makes (``patching``): ``managedFields`` tell who
+changed what."""
+
+Progress = Callable[[str], None]
+"""Told what a wait is waiting for, at most every ``watching.PROGRESS_EVERY`` seconds."""
 
 Manifest = dict[str, Any]
 """A Kubernetes object as plain data, built by the pure manifest builders."""
@@ -69,3 +77,33 @@ class ObjectRef:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
     uid: str = ""
+
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """The Service as the API has it, and what else in its namespace bears on a switch."""
+
+    service: Object
+    pods: list[Object]
+    """The Pods the Service selects now."""
+    services: list[Object]
+    """Every other Service of the namespace."""
+    network_policies: list[Object] | None
+    """None when maint may not read them."""
+    namespace: Object | None
+    """None when maint may not read it."""
+    unreadable: list[str] = field(default_factory=list)
+    """What could not be read, in words (``"NetworkPolicies in shop: HTTP 403 ..."``)."""
+
+
+@dataclass(frozen=True)
+class AppIngress:
+    """What the page's NetworkPolicy is built from (``switch.netpol``), as the API has it."""
+
+    pods: list[Object]
+    """The Pods the Service's original selector selects (their labels and container ports)."""
+    network_policies: list[Object]
+    """Every NetworkPolicy of the namespace."""

@@ -41,12 +41,11 @@ from urllib3.exceptions import TimeoutError as TransportTimeout
 from maint.cluster import convert
 from maint.cluster.calls import RETRIED_STATUS, call, translate
 from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
-from maint.cluster.types import JobInfo, PodInfo
+from maint.cluster.types import JobInfo, PodInfo, Progress
 from maint.errors import ClusterUnavailable, NotFound, StepTimeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Progress = Callable[[str], None]
 PROGRESS_EVERY = 10.0  # seconds between "still waiting" lines
 WATCH_CHUNK = 30  # seconds per watch request (the server ends it): a bounded, fresh stream
 WATCH_SLACK = 2.0  # seconds of silence past a chunk's end (or the deadline): the stream is dead

@@ -5,14 +5,36 @@ JSON twin, reload script, nginx.conf, Dockerfile) as bytes, ``context_tarball`` 
 context, and ``serve`` shows the same answers locally. Templates live in
 ``maint/page/templates`` (``templates/`` at the repository root links there) so they ship with
 the package.
+
+Names are loaded on first use (``__getattr__``): a command that renders nothing never imports
+Jinja2.
 """
 
-from maint.page.model import SUPPORTED_LANGS, BuildContext, PageNotice
-from maint.page.preview import make_server, serve
-from maint.page.rendering import render, render_nginx_conf
-from maint.page.revision import revision
-from maint.page.script import SCRIPT_FILE
-from maint.page.tarball import context_tarball
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from maint.page.model import SUPPORTED_LANGS, BuildContext, PageNotice
+    from maint.page.preview import make_server, serve
+    from maint.page.rendering import render, render_nginx_conf
+    from maint.page.revision import revision
+    from maint.page.script import SCRIPT_FILE
+    from maint.page.tarball import context_tarball
+
+_NAMES = {  # name -> (module, name there)
+    "BuildContext": ("model", "BuildContext"),
+    "PageNotice": ("model", "PageNotice"),
+    "SCRIPT_FILE": ("script", "SCRIPT_FILE"),
+    "SUPPORTED_LANGS": ("model", "SUPPORTED_LANGS"),
+    "context_tarball": ("tarball", "context_tarball"),
+    "make_server": ("preview", "make_server"),
+    "render": ("rendering", "render"),
+    "render_nginx_conf": ("rendering", "render_nginx_conf"),
+    "revision": ("revision", "revision"),
+    "serve": ("preview", "serve"),
+}
 
 __all__ = [
     "SCRIPT_FILE",
@@ -26,3 +48,14 @@ __all__ = [
     "revision",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind ``name`` on first use (then it is an ordinary global)."""
+    try:
+        module, attribute = _NAMES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value
+    return value

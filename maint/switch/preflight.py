@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from maint import naming
-from maint.cluster.inspecting import Object, Surroundings
+from maint.cluster.types import Object, Surroundings
 from maint.switch.netpol import app_policies, isolates_ingress
 from maint.switch.pause import FLUX_RECONCILE
 

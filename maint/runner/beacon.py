@@ -53,5 +53,7 @@ class SweepBeacon:
                     self.store.sweeps.completed(self.replica)
                 except MaintError as e:
                     log.warning("sweep not recorded for `maint status`: %s", e)
+                except Exception:  # never let the thread die: the next sweep writes again
+                    log.exception("sweep not recorded for `maint status`")
             if stopping:
                 return

@@ -138,18 +138,26 @@ class Notifier:
         wake = self._wake[hook.key]
         while not self._stopping.is_set():
             wake.clear()
-            leased_at = time.monotonic()  # before the claim: the lease is never shorter here
             try:
-                delivery = self.store.outbox.claim(
-                    channel=hook.key, owner=self.owner, lease=self.lease
-                )
-            except MaintError as e:
-                log.warning("webhook %s: cannot read the outbox: %s", hook.shown, e)
-                delivery = None
-            if delivery is None:
+                busy = self._once(hook)
+            except Exception:  # never let the thread die: the next look may do better
+                log.exception("webhook %s: unexpected error", hook.shown)
+                busy = False
+            if not busy:
                 wake.wait(self.poll)
-                continue
-            self._deliver(hook, delivery, leased_at=leased_at)
+
+    def _once(self, hook: Webhook) -> bool:
+        """Send one due notification; False when there was none (or the outbox is unreadable)."""
+        leased_at = time.monotonic()  # before the claim: the lease is never shorter here
+        try:
+            delivery = self.store.outbox.claim(channel=hook.key, owner=self.owner, lease=self.lease)
+        except MaintError as e:
+            log.warning("webhook %s: cannot read the outbox: %s", hook.shown, e)
+            return False
+        if delivery is None:
+            return False
+        self._deliver(hook, delivery, leased_at=leased_at)
+        return True
 
     def _deliver(self, hook: Webhook, delivery: Delivery, *, leased_at: float) -> None:
         what = f"{delivery.kind} of notice {delivery.notice_id} {delivery.target}"

@@ -15,11 +15,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Bound now, not on first use: the name is also its module's, which any import of
+# ``maint.page.revision`` would otherwise leave in its place.
+from maint.page.revision import revision
+
 if TYPE_CHECKING:
     from maint.page.model import SUPPORTED_LANGS, BuildContext, PageNotice
     from maint.page.preview import make_server, serve
     from maint.page.rendering import render, render_nginx_conf
-    from maint.page.revision import revision
     from maint.page.script import SCRIPT_FILE
     from maint.page.tarball import context_tarball
 
@@ -32,7 +35,6 @@ _NAMES = {  # name -> (module, name there)
     "make_server": ("preview", "make_server"),
     "render": ("rendering", "render"),
     "render_nginx_conf": ("rendering", "render_nginx_conf"),
-    "revision": ("revision", "revision"),
     "serve": ("preview", "serve"),
 }
 
@@ -51,11 +53,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import the module behind ``name`` on first use (then it is an ordinary global)."""
-    try:
-        module, attribute = _NAMES[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    """Import the module behind ``name`` on first use (then it is an ordinary global); a
+    submodule's name (``build.kaniko``) is that submodule, as after an eager import."""
+    if name not in _NAMES:
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    module, attribute = _NAMES[name]
     value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
     globals()[name] = value
     return value

@@ -21,6 +21,7 @@ from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import Cluster
 from maint.cluster.guard import Write, before_write
+from maint.cluster.reading import raw_json
 from maint.cluster.types import FIELD_MANAGER, ObjectRef, ServiceInfo
 from maint.errors import Conflict, InvalidInput
 
@@ -31,7 +32,9 @@ def json_patch_service(
     what = f"patch Service {namespace}/{name}"
     before_write(Write("patch", "Service", namespace, name))
     try:
-        obj = call(
+        # The answer read as JSON: building the client's models for it costs more CPU than the
+        # request itself, and many PATCHes share one instant (``runner.instant``).
+        obj = raw_json(
             what,
             cluster.core.patch_namespaced_service,
             name,
@@ -47,7 +50,7 @@ def json_patch_service(
             f"{what}: the Service is no longer what the patch expects (its test failed); "
             "read it again"
         ) from e.__cause__
-    return convert.service(obj)
+    return convert.service_from_dict(obj)
 
 
 def set_pod_owners(

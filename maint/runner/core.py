@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from maint import build, cluster, naming, page, switch
 from maint.cluster import Cluster
@@ -22,7 +22,7 @@ from maint.errors import (
     StepTimeout,
 )
 from maint.notices import Event, NoticeStore, TargetState, TargetUpdate, WorkItem
-from maint.runner.instant import Instants
+from maint.runner.instant import Instants, Member
 from maint.runner.transitions import Step, Window, decide, due_at
 from maint.settings import Settings
 
@@ -129,16 +129,28 @@ class StepContext:
             self.renew(item.target.id)
         return WorkItem(notice=item.notice, target=target)
 
-    def confirm(self, item: WorkItem, step: Step, *, at: datetime | None = None) -> WorkItem:
+    def confirm(
+        self,
+        item: WorkItem,
+        step: Step,
+        *,
+        at: datetime | None = None,
+        volley: Member | None = None,
+    ) -> WorkItem:
         """Re-read the notice and target right before a cluster write: ``Superseded`` unless
         ``step`` is still what ``decide`` wants, so an intent recorded a moment ago wins.
-        ``at``: what ``decide`` will want at that instant (a step armed for it)."""
-        fresh = self.store.target(item.target.id)
+        ``at``: what ``decide`` will want at that instant (a step armed for it). ``volley``:
+        its instant has passed; one read of every live target serves all its members."""
+        fresh = volley.read(item.target.id, self._live) if volley is not None else None
+        fresh = fresh or self.store.target(item.target.id)
         now = self.clock() if at is None else max(self.clock(), at)
         wanted = decide(fresh.target.state, now=now, window=self.window(fresh))
         if wanted.step is not step:
             raise Superseded(f"{step.value} no longer due: {wanted.reason}")
         return fresh
+
+    def _live(self) -> dict[int, WorkItem]:
+        return {i.target.id: i for i in self.store.due(now=self.clock(), horizon=timedelta(0))}
 
     def target_name(self, item: WorkItem) -> str:
         return naming.target_name(

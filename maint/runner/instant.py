@@ -18,16 +18,20 @@ again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TypeVar, cast
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 FIRING = 64  # PATCHes in flight at once: the client's connection pool (cluster.connection)
 STRAGGLER_WAIT = 5.0  # seconds a fired member waits for the rest of its volley
 CLOCK_SLACK = 2.0  # seconds past the due real time before a still-early clock ends the wait
-NAP = 0.25  # seconds between looks at the clock while far from the instant
+NAP = 1.0  # seconds between looks at the clock while far from the instant (an interrupt is at once)
 
 
 class Volley:
@@ -38,8 +42,11 @@ class Volley:
         self.clock = clock
         self.gate = gate
         self.members = 0
-        self.fired = 0
+        self.fired = 0  # members through (fired or left)
+        self.shots = 0  # of which fired
         self.changed = threading.Condition()
+        self.reading = threading.Lock()
+        self.snapshot: Mapping[int, object] | None = None
 
     def wait(self, *, stop: threading.Event | None = None) -> bool:
         """Sleep until the instant; False if the clock never got there (see the module text) or
@@ -58,6 +65,16 @@ class Volley:
             left = (self.at - self.clock()).total_seconds()
         return True
 
+    def read(self, key: int, every: Callable[[], Mapping[int, T]]) -> T | None:
+        """After the instant: ``key``'s entry in one read shared by the volley (``every``,
+        made by the first member to ask, once the instant has passed); None when the volley
+        has one member or the read did not have ``key`` (then read it alone)."""
+        with self.reading:
+            if self.snapshot is None and self.members > 1:
+                self.snapshot = every()
+            found = self.snapshot.get(key) if self.snapshot is not None else None
+        return cast(T, found) if found is not None else None
+
     @contextmanager
     def firing(self) -> Iterator[None]:
         """Around one member's PATCH: bounded parallelism."""
@@ -67,7 +84,15 @@ class Volley:
     def _through(self, *, fired: bool) -> None:
         with self.changed:
             self.fired += 1
+            self.shots += fired
             self.changed.notify_all()
+            if self.fired == self.members and self.shots:
+                log.info(
+                    "%d PATCH(es) armed for %s answered %+.3fs from it",
+                    self.shots,
+                    self.at.isoformat(),
+                    (self.clock() - self.at).total_seconds(),
+                )
             if fired:
                 self.changed.wait_for(lambda: self.fired >= self.members, timeout=STRAGGLER_WAIT)
 
@@ -90,6 +115,9 @@ class Member:
 
     def firing(self) -> contextlib.AbstractContextManager[None]:
         return self.volley.firing()
+
+    def read(self, key: int, every: Callable[[], Mapping[int, T]]) -> T | None:
+        return self.volley.read(key, every)
 
     def done(self, *, fired: bool = True) -> None:
         """Through with the PATCH (``fired``) or leaving before it; once. A fired member

@@ -33,7 +33,8 @@ from maint.runner.transitions import Step, decide
 from maint.settings import Settings
 
 log = logging.getLogger(__name__)
-ARM_AHEAD = 2.0  # seconds before a start (end) at which its switch (restore) is armed
+ARM_AHEAD = 10.0  # seconds before a start (end) at which its switch (restore) is armed:
+# enough to claim and read 500 targets sharing one instant on two busy cores
 ARMED_WORKERS = 512  # armed steps waiting for their instant at once (threads, mostly asleep)
 
 
@@ -72,7 +73,7 @@ class Runner:
     ``metrics`` (default: a registry of its own) times the steps and counts the claims and API
     errors; its ``observe`` belongs among the steps' observers (``App.runner`` puts it there).
 
-    A READY target whose start is less than ``arm_ahead`` seconds away gets its switch armed
+    A READY target whose start is at most ``arm_ahead`` seconds away gets its switch armed
     (``Serving.switch`` with ``at``): claimed, read and computed now, its PATCH sent at the
     start by the thread that waits for it. The same for an ACTIVE target's restore at its end.
     Armed steps run on a pool of their own, so a shared start never waits for a free worker.
@@ -316,6 +317,8 @@ class Runner:
             log.exception("unexpected error in %s of %s", step.value, item.target.ref)
             self._retry_later()
         finally:
+            if at is not None and step is Step.SWITCH and outcome == "ok":
+                self.observed[target_id] = self.clock()  # it just checked Pod and Service
             if held is not None:
                 self.metrics.step_done(step.value, outcome, time.monotonic() - began)
             if held is not None:

@@ -53,7 +53,7 @@ class Serving:
                 armed = self._plan_switch(item, labels, service)
                 if not member.wait() and not member.interrupted.is_set():
                     return item  # the clock never got there (a test's): the next pass decides
-                fresh = ctx.confirm(item, Step.SWITCH)
+                fresh = ctx.confirm(item, Step.SWITCH, volley=member)
                 if fresh.notice.end != item.notice.end:  # extended a moment ago
                     armed = self._plan_switch(fresh, labels, service)
                 item = fresh
@@ -66,11 +66,12 @@ class Serving:
                         )
                     except Conflict:  # the Service changed since it was read: read it again
                         result = self._apply_switch_now(item, labels)
+                patched_at = ctx.clock()
             except MaintError as e:
                 member.done(fired=False)
                 return self.preparing.failed(item, e)
             member.done()  # every PATCH of the volley answered: now the follow-ups
-        return self._switched(item, result)
+        return self._switched(item, result, at=patched_at)
 
     def _arm_switch(self, item: WorkItem, *, at: datetime) -> tuple[dict[str, str], ServiceInfo]:
         """Before the instant: the switch still due then, the page Pod Ready (its labels), the
@@ -138,10 +139,13 @@ class Serving:
         except NotFound:  # only the Service is read or patched here
             raise ServiceGone(f"Service {ref} was deleted") from None
 
-    def _switched(self, item: WorkItem, result: Switched) -> WorkItem:
-        """After the switch's PATCH: its event, ACTIVE, then the EndpointSlices checked."""
+    def _switched(
+        self, item: WorkItem, result: Switched, *, at: datetime | None = None
+    ) -> WorkItem:
+        """After the switch's PATCH (answered ``at``, default now): its event, ACTIVE, then
+        the EndpointSlices checked."""
         ctx = self.ctx
-        now = ctx.clock()
+        now = at or ctx.clock()
         lag = (now - item.notice.start).total_seconds()
         ctx.event(
             item,
@@ -175,7 +179,7 @@ class Serving:
             armed = self._arm_restore(item)
             if not member.wait() and not member.interrupted.is_set():
                 return item  # the clock never got there (a test's): the next pass decides
-            item = ctx.confirm(item, Step.RESTORE)
+            item = ctx.confirm(item, Step.RESTORE, volley=member)
             patched = None
             if armed is not None:
                 # Changed since it was read (Conflict, NotFound): the usual restore reads again.
@@ -214,14 +218,16 @@ class Serving:
             if item.target.state is TargetState.READY:
                 return self.preparing.failed(item, e)
             raise
+        live: dict[str, str] | None = None  # the selector as the Service was just read
         if item.target.state is TargetState.ACTIVE:
-            ended = self._follow_service(item)
+            ended, live = self._follow_service(item)
             if ended is not None:
                 return ended
         if built.name != item.target.pod:  # the page changed (extend), or a refresh crashed
             item = self._refresh_when_due(item, built, reported=reported)
+            live = None  # the refresh may have moved it: read it again
         if item.target.state is TargetState.ACTIVE:
-            self._report_drift(item, reported=reported)
+            self._report_drift(item, reported=reported, live=live)
         return item
 
     def refresh(
@@ -301,36 +307,43 @@ class Serving:
         self.refresh_backoff.pop(item.target.id, None)
         return item
 
-    def _follow_service(self, item: WorkItem) -> WorkItem | None:
+    def _follow_service(self, item: WorkItem) -> tuple[WorkItem | None, dict[str, str] | None]:
         """ACTIVE: end the target if its Service was deleted or recreated (our switch went
         with it), else move ``restore-by`` to the current end at once (extend), before any
-        rebuild: the DB-less sweep must never restore at the old deadline."""
+        rebuild: the DB-less sweep must never restore at the old deadline. Returns the ended
+        target, or the live selector."""
         ctx = self.ctx
         ref = item.target.ref
         assert item.target.pod is not None
         try:
             service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
         except NotFound:
-            return self.ending.gone(item, why=f"Service {ref} was deleted")
+            return self.ending.gone(item, why=f"Service {ref} was deleted"), None
         ours = service.annotations.get(naming.NOTICE_ANNOTATION) == str(item.notice.id)
         page = naming.page_selector(name=item.target.pod, keys=_keys(item))
         if not ours and service.selector != page:
             return self.ending.gone(
                 item,
                 why=f"Service {ref} was recreated (no page selector, no maint annotation)",
-            )
-        if service.selector == page:
-            restore_by = item.notice.end + ctx.settings.grace()
-            moved = switch.move_deadline(ctx.api, ref=ref, page=page, restore_by=restore_by)
+            ), None
+        restore_by = (item.notice.end + ctx.settings.grace()).isoformat()
+        moving = service.annotations.get(naming.RESTORE_BY_ANNOTATION) != restore_by
+        if service.selector == page and moving:  # (move_deadline reads the Service again)
+            at = item.notice.end + ctx.settings.grace()
+            moved = switch.move_deadline(ctx.api, ref=ref, page=page, restore_by=at)
             if moved is switch.MoveOutcome.MOVED:
-                ctx.event(item, "deadline", "moved", f"restore-by {restore_by.isoformat()}")
-        return None
+                ctx.event(item, "deadline", "moved", f"restore-by {restore_by}")
+        return None, service.selector
 
-    def _report_drift(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> None:
+    def _report_drift(
+        self, item: WorkItem, *, reported: set[tuple[int, str]], live: dict[str, str] | None
+    ) -> None:
+        """A selector that is not the page's (``live``: as just read, else read now), once."""
         ctx = self.ctx
         ref = item.target.ref
         assert item.target.pod is not None
-        live = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name).selector
+        if live is None:
+            live = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name).selector
         wanted = naming.page_selector(name=item.target.pod, keys=_keys(item))
         key = (item.target.id, repr(sorted(live.items())))
         if live != wanted and key not in reported:

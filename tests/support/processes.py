@@ -234,6 +234,13 @@ def serve() -> None:
 
     import maint.cli
     import maint.runner.scheduler  # imported lazily by `maint run`: pay for it here
+    from maint import build, cluster, page, runner
+
+    # These packages load their names on first use (the CLI's start-up): a forked `maint run`
+    # uses them all (the Kubernetes client, boto3, Jinja2), so load them once, before any fork.
+    for package in (build, cluster, page, runner):
+        for name in package.__all__:
+            getattr(package, name)
 
     statuses: dict[int, str] = {}
     early: dict[int, int] = {}

@@ -67,8 +67,12 @@ class Volley:
 
     def read(self, key: int, every: Callable[[], Mapping[int, T]]) -> T | None:
         """After the instant: ``key``'s entry in one read shared by the volley (``every``,
-        made by the first member to ask, once the instant has passed); None when the volley
-        has one member or the read did not have ``key`` (then read it alone)."""
+        made by the first member to ask once the instant has passed); None before the instant
+        (an interrupted member), when the volley has one member or when the read did not have
+        ``key``: then it reads alone. A read from before the instant would miss an intent
+        recorded in its last moments."""
+        if self.clock() < self.at:
+            return None
         with self.reading:
             if self.snapshot is None and self.members > 1:
                 self.snapshot = every()

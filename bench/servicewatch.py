@@ -5,7 +5,9 @@ own clock after its PATCH returned; this watch stamps the moment the API server'
 an independent client. Both are reported; this one is the measure.
 
 The watch is read raw (JSON lines, no client models), like the fake kubelet's, so a change is
-stamped as soon as its line arrives. A selector "is the page" when it carries ``maint.io/page``.
+stamped as soon as its line arrives. A selector "is the page" when every value is one page name
+of maint's form (``naming.page_name``: the page selector keeps the app's keys), or, from older
+releases, when it carries ``maint.io/page``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
-from maint.naming import PAGE_LABEL
+from maint.naming import PAGE_LABEL, page_name
 
 
 @dataclass
@@ -120,7 +122,8 @@ class ServiceWatch:
 
     def _seen(self, obj: dict[str, Any], *, at: float) -> None:
         meta = obj["metadata"]
-        on_page = PAGE_LABEL in ((obj.get("spec") or {}).get("selector") or {})
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        on_page = page_name(selector) is not None or PAGE_LABEL in selector
         with self.lock:
             record = self.services.setdefault((meta["namespace"], meta["name"]), Selectors())
             if on_page and not record.on_page:

@@ -7,7 +7,8 @@ Three ways of running the same kind of window:
 - ``seed_style``: what the seed system did — a plain 30 s poll and the build at start time.
   ``maint run`` always arms its exact wake-ups, and maint/ is not ours to change, so the poll is
   driven from here: ``maint run --once`` every 30 s with ``MAINT_PREPARE_LEAD=0``.
-- ``shared_start``: 50 Services, one notice each, one start time; peak RSS of ``maint run``.
+- ``shared_start``: 50 (and 500) Services, one notice each, one start time; peak RSS of
+  ``maint run``.
 
 Lags come from the benchmark's Service watch (``servicewatch``) and, as a cross-check, from the
 event log (the ``switch``/``restore`` details carry maint's own lag).
@@ -285,14 +286,15 @@ def shared_start(
     length: float,
     first_start_in: float,
     profile: bool = False,
+    name: str = "shared_start",
 ) -> PhaseResult:
     """``count`` Services, one notice each, one start; prepared at once (default lead).
 
     ``profile``: sample ``maint run`` with py-spy from 1 s before the start for 8 s.
     """
-    namespace = "bench-shared"
-    services = [f"svc-{i:02d}" for i in range(count)]
-    lab.make_services(namespace, services, timeout=120)
+    namespace = "bench-" + name.replace("_", "-")
+    services = [f"svc-{i:03d}" for i in range(count)]
+    lab.make_services(namespace, services, timeout=max(120, count))
     lead = 600.0
     app = App(settings=_settings(lab, lead=lead), say=lambda _line: None)
     load_before = os.getloadavg()[0]
@@ -302,7 +304,7 @@ def shared_start(
     run = MaintRun(
         ["run"],
         env=lab.maint_env(via_proxy=False, prepare_lead=lead, poll_interval=15),
-        log=lab.workdir / "maint-run-shared.log",
+        log=lab.workdir / f"maint-run-{name}.log",
     ).start()
     log(f"shared start: {count} Services, one start {start:%H:%M:%S}, window {length:.0f}s")
     all_ready_s: float | None = None
@@ -314,11 +316,12 @@ def shared_start(
             time.sleep(0.25)
         if profile and run.process is not None:
             spy = PySpy(run.process.pid, seconds=8, out=lab.workdir / "shared-start.pyspy")
-        _wait_done(app, notices, run=run, deadline=start + timedelta(seconds=length + 180))
+        after = length + max(180, count)  # restores, then every cleanup
+        _wait_done(app, notices, run=run, deadline=start + timedelta(seconds=after))
     finally:
         run.stop()
     result = PhaseResult(
-        name="shared_start",
+        name=name,
         windows=[_facts(app, watch, n) for n in notices],
         seconds=time.monotonic() - began,
         load=(load_before, os.getloadavg()[0]),
@@ -326,6 +329,7 @@ def shared_start(
         leftovers=_leftovers(lab),
         extra={
             "all_ready_after_s": round(all_ready_s, 1) if all_ready_s is not None else None,
+            "start_after_s": round(first_start_in, 1),
             "max_sampled_rss_mb": round(run.max_rss_kb / 1024, 1),
         },
     )

@@ -1,0 +1,55 @@
+"""CLI start-up: how long ``maint notice list``, ``notice show`` and ``status`` take, end to end.
+
+Each command runs as the console script (a fresh interpreter, as an operator or a readiness
+probe runs it) against the benchmark's PostgreSQL database, which by then holds every window
+of the run. The kubeconfig points at a closed port: these commands must not need the API server.
+Wall time from ``fork`` to exit, ``RUNS`` times each after one warm-up (the page cache holds the
+interpreter and the libraries then, as on a node that runs them often).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from bench.process import MAINT
+from bench.stats import summary
+
+RUNS = 10
+COMMANDS = {
+    "notice list": ["notice", "list"],
+    "notice show": ["notice", "show", "{id}"],
+    "status": ["status"],
+}
+UNREACHABLE = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: nobody}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+"""
+
+
+def _once(args: list[str], env: dict[str, str]) -> float:
+    began = time.monotonic()
+    done = subprocess.run([MAINT, *args], env=env, capture_output=True, timeout=120, check=False)
+    took = time.monotonic() - began
+    if done.returncode not in (0, 1):  # status: 1 when a target FAILED or sweeps stopped
+        raise RuntimeError(f"maint {' '.join(args)}: {done.stderr.decode(errors='replace')}")
+    return took
+
+
+def cli_startup(env: dict[str, str], *, notice_id: int | None, workdir: Path) -> dict[str, object]:
+    """``{command: {p50, p95, max, n}}`` in seconds (``notice show`` only with a notice)."""
+    kubeconfig = workdir / "kubeconfig-unreachable"
+    kubeconfig.write_text(UNREACHABLE)
+    env = {**env, "MAINT_KUBECONFIG": str(kubeconfig)}
+    out: dict[str, object] = {}
+    for name, template in COMMANDS.items():
+        if notice_id is None and "{id}" in template:
+            continue
+        args = [a.format(id=notice_id) for a in template]
+        _once(args, env)
+        out[name] = summary([_once(args, env) for _ in range(RUNS)])
+    return out

@@ -49,7 +49,7 @@ class Serving:
             return self._switch_now(item)
         with ctx.instants.join(at, target_id=item.target.id) as member:
             try:
-                labels, service = self._arm_switch(item, at=at)
+                labels, service = self._arm_switch(item)
                 armed = self._plan_switch(item, labels, service)
                 if not member.wait() and not member.interrupted.is_set():
                     return item  # the clock never got there (a test's): the next pass decides
@@ -73,12 +73,11 @@ class Serving:
             member.done()  # every PATCH of the volley answered: now the follow-ups
         return self._switched(item, result, at=patched_at)
 
-    def _arm_switch(self, item: WorkItem, *, at: datetime) -> tuple[dict[str, str], ServiceInfo]:
-        """Before the instant: the switch still due then, the page Pod Ready (its labels), the
-        Service as it is now."""
+    def _arm_switch(self, item: WorkItem) -> tuple[dict[str, str], ServiceInfo]:
+        """Before the instant: the page Pod Ready (its labels), the Service as it is now. (The
+        runner decided the switch due at ``at`` from the target read under the claim.)"""
         ctx = self.ctx
         ref = item.target.ref
-        ctx.confirm(item, Step.SWITCH, at=at)
         pod = self._page(item, step=Step.OBSERVE)
         try:
             service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
@@ -175,7 +174,6 @@ class Serving:
         if ctx.clock() >= at:
             return self.ending.restore(item)
         with ctx.instants.join(at, target_id=item.target.id) as member:
-            ctx.confirm(item, Step.RESTORE, at=at)
             armed = self._arm_restore(item)
             if not member.wait() and not member.interrupted.is_set():
                 return item  # the clock never got there (a test's): the next pass decides

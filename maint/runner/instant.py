@@ -46,7 +46,7 @@ class Volley:
         self.shots = 0  # of which fired
         self.changed = threading.Condition()
         self.reading = threading.Lock()
-        self.snapshot: Mapping[int, object] | None = None
+        self.reads: dict[str, object] = {}
 
     def wait(self, *, stop: threading.Event | None = None) -> bool:
         """Sleep until the instant; False if the clock never got there (see the module text) or
@@ -65,19 +65,23 @@ class Volley:
             left = (self.at - self.clock()).total_seconds()
         return True
 
-    def read(self, key: int, every: Callable[[], Mapping[int, T]]) -> T | None:
-        """After the instant: ``key``'s entry in one read shared by the volley (``every``,
-        made by the first member to ask once the instant has passed); None before the instant
-        (an interrupted member), when the volley has one member or when the read did not have
-        ``key``: then it reads alone. A read from before the instant would miss an intent
-        recorded in its last moments."""
+    def shared(self, what: str, read: Callable[[], T]) -> T:
+        """``read()`` made once for the whole volley by the first member to ask after the
+        instant; before the instant (an interrupted member) each reads alone. A read from
+        before the instant would miss an intent recorded in its last moments."""
         if self.clock() < self.at:
-            return None
+            return read()
         with self.reading:
-            if self.snapshot is None and self.members > 1:
-                self.snapshot = every()
-            found = self.snapshot.get(key) if self.snapshot is not None else None
-        return cast(T, found) if found is not None else None
+            if what not in self.reads:
+                self.reads[what] = read()
+            return cast(T, self.reads[what])
+
+    def read(self, key: int, every: Callable[[], Mapping[int, T]]) -> T | None:
+        """``key``'s entry in ``every()``, read once for the volley (``shared``); None when
+        the volley has one member (a read of one is cheaper) or ``every()`` lacks ``key``."""
+        if self.members < 2:
+            return None
+        return self.shared("every", every).get(key)
 
     @contextmanager
     def firing(self) -> Iterator[None]:
@@ -122,6 +126,9 @@ class Member:
 
     def read(self, key: int, every: Callable[[], Mapping[int, T]]) -> T | None:
         return self.volley.read(key, every)
+
+    def shared(self, what: str, read: Callable[[], T]) -> T:
+        return self.volley.shared(what, read)
 
     def done(self, *, fired: bool = True) -> None:
         """Through with the PATCH (``fired``) or leaving before it; once. A fired member

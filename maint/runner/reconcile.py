@@ -154,8 +154,11 @@ class Runner:
                 continue
             urgent = self._page_is_gone(item)
             self._interrupt_if_moved(item, decision.step, now, urgent=urgent)
-            at = self._instant(item, decision.step, now)
-            if at is not None:
+            at = self._instant(item, decision.step, now, within=2 * self.arm_ahead)
+            if at is not None and at - now > self.arm_ahead:
+                if not urgent:
+                    continue  # armed soon, and the armed step reads the Pod and the Service
+            elif at is not None:
                 step = Step.SWITCH if item.target.state is TargetState.READY else Step.RESTORE
                 label = f"{item.notice.id}/{item.target.ref}:{step.value} at {at.isoformat()}"
                 if self._start(item, step, at=at):
@@ -207,9 +210,11 @@ class Runner:
         with self.lock:
             self.gone_pages &= keep
 
-    def _instant(self, item: WorkItem, step: Step, now: datetime) -> datetime | None:
-        """The start (READY) or end (ACTIVE) to arm for, when it is less than ``arm_ahead``
-        away and nothing else is due first."""
+    def _instant(
+        self, item: WorkItem, step: Step, now: datetime, *, within: timedelta
+    ) -> datetime | None:
+        """The start (READY) or end (ACTIVE) ahead, when it is at most ``within`` away and
+        nothing else is due first."""
         if step is not Step.OBSERVE:
             return None
         state = item.target.state
@@ -219,7 +224,7 @@ class Runner:
             at = item.notice.end
         else:
             return None
-        return at if now < at <= now + self.arm_ahead else None
+        return at if now < at <= now + within else None
 
     def _interrupt_if_moved(
         self, item: WorkItem, step: Step, now: datetime, *, urgent: bool

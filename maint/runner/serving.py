@@ -49,11 +49,12 @@ class Serving:
             return self._switch_now(item)
         with ctx.instants.join(at, target_id=item.target.id) as member:
             try:
+                item, marker = ctx.armed(item, Step.SWITCH, at=at)
                 labels, service = self._arm_switch(item)
                 armed = self._plan_switch(item, labels, service)
                 if not member.wait() and not member.interrupted.is_set():
                     return item  # the clock never got there (a test's): the next pass decides
-                fresh = ctx.confirm(item, Step.SWITCH, volley=member)
+                fresh = ctx.confirm(item, Step.SWITCH, volley=member, since=marker)
                 if fresh.notice.end != item.notice.end:  # extended a moment ago
                     armed = self._plan_switch(fresh, labels, service)
                 item = fresh
@@ -174,10 +175,11 @@ class Serving:
         if ctx.clock() >= at:
             return self.ending.restore(item)
         with ctx.instants.join(at, target_id=item.target.id) as member:
+            item, marker = ctx.armed(item, Step.RESTORE, at=at)
             armed = self._arm_restore(item)
             if not member.wait() and not member.interrupted.is_set():
                 return item  # the clock never got there (a test's): the next pass decides
-            item = ctx.confirm(item, Step.RESTORE, volley=member)
+            item = ctx.confirm(item, Step.RESTORE, volley=member, since=marker)
             patched = None
             if armed is not None:
                 # Changed since it was read (Conflict, NotFound): the usual restore reads again.

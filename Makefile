@@ -38,15 +38,29 @@ lint: venv  ## ruff, mypy (strict on maint/), import-linter layer contracts
 	$(BIN)/lint-imports
 
 # Everything from a fresh machine: packages, venv, services, binaries and images (each step is
-# cached and takes seconds when warm), then every test layer but kind's (README: Tests).
-test:  ## set up, then unit + integration + real-node tests
+# cached and takes seconds when warm), then every test layer but kind's (README: Tests), in two
+# phases: unit + integration on TEST_WORKERS parallel workers (pytest-xdist: each test to the
+# next free worker, each worker with its own control plane; tests/conftest.py keeps a module
+# with a module-scoped fixture on one worker), then the real-node tests alone (one node on the
+# host's bridge, iptables and sysctls). The second phase runs even when the first failed; either
+# failing fails the target (a phase that PYTEST_ARGS left without tests, exit 5, does not).
+TEST_WORKERS ?= 3
+PARALLEL_TESTS := -n $(TEST_WORKERS) --dist load
+NO_TESTS_OK := $(if $(strip $(PYTEST_ARGS)),5,none)
+
+test:  ## set up, then unit + integration (parallel) and real-node tests
 	@tools/setup.sh
 	@$(MAKE) --no-print-directory venv
 	@tools/ensure-services.sh
 	@tools/k8sbin/build.sh >/dev/null
 	@tools/k8sbin/build.sh node >/dev/null
 	@tools/nodeimages/build.sh --build-only
-	KUBEBUILDER_ASSETS="$$(tools/k8sbin/build.sh)" $(BIN)/pytest tests/unit tests/integration $(wildcard tests/node) $(PYTEST_ARGS)
+	@export KUBEBUILDER_ASSETS="$$(tools/k8sbin/build.sh)"; status=0; \
+	phase() { echo "+ pytest $$*"; $(BIN)/pytest "$$@" || { code=$$?; \
+	  [ $$code = $(NO_TESTS_OK) ] || status=$$code; }; }; \
+	phase $(PARALLEL_TESTS) tests/unit tests/integration $(PYTEST_ARGS); \
+	if [ -d tests/node ]; then phase tests/node $(PYTEST_ARGS); fi; \
+	exit $$status
 
 unit: venv  ## unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

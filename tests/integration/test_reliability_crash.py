@@ -54,7 +54,10 @@ pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 
 # Seconds. The window is registered and its build arranged before the first process starts;
 # preparation begins at once. The window leaves room for a takeover (claim TTL) in every phase.
-START_IN = 10.0
+# START_IN is the lead for a preparation interrupted once (a crash, a TTL, a new process) while
+# nine windows prepare at once, each event through the gate, on two cores shared with the other
+# test workers: 10 s was seen too short there (the window rolled back unswitched, correctly).
+START_IN = 20.0
 LENGTH = 6.0
 GRACE = 15.0
 PARALLEL = 8  # each run holds ~8 PostgreSQL connections (max_connections is 100)

@@ -56,13 +56,15 @@ class IdleSteps(Steps):
     def prepare(self, item: WorkItem) -> WorkItem:
         return item
 
-    def switch(self, item: WorkItem) -> WorkItem:
+    def switch(self, item: WorkItem, *, at: datetime | None = None) -> WorkItem:
         return item
 
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
         return item
 
-    def restore(self, item: WorkItem, *, forced: bool = False) -> WorkItem:
+    def restore(
+        self, item: WorkItem, *, forced: bool = False, at: datetime | None = None
+    ) -> WorkItem:
         return item
 
     def rollback(

@@ -107,8 +107,8 @@ def main() -> int:
                     # Long enough for 500 switches' follow-ups (events, EndpointSlices) to
                     # settle before the restores are armed, 10 s before the end.
                     length=60,
-                    # Every page prepared before the start: about 0.3 s each on 2 cores.
-                    first_start_in=45 + 0.35 * args.large,
+                    # Every page prepared before the start: about 0.35 s each on 2 cores.
+                    first_start_in=45 + 0.45 * args.large,
                     name=f"shared_start_{args.large}",
                 )
                 load["after_large"] = os.getloadavg()[0]

@@ -57,8 +57,11 @@ pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 # START_IN is the lead for a preparation interrupted once (a crash, a TTL, a new process) while
 # nine windows prepare at once, each event through the gate, on two cores shared with the other
 # test workers: 10 s was seen too short there (the window rolled back unswitched, correctly).
+# LENGTH leaves a crash at the switch itself room for the takeover (claim TTL, a new process,
+# its first pass) before the end: with 6 s the new process was seen deciding only after the
+# end under load, and rolling back (correctly) a window it could still have switched.
 START_IN = 20.0
-LENGTH = 6.0
+LENGTH = 10.0
 GRACE = 15.0
 PARALLEL = 8  # each run holds ~8 PostgreSQL connections (max_connections is 100)
 SURE = 15  # boundaries every window has at least: their runs start with the reference run

@@ -250,9 +250,10 @@ def test_a_foreign_selector_is_told_as_drift_and_failure_once_and_status_fails(s
     from kubernetes.client import CoreV1Api
 
     target = f"{stage.namespace}/web"
-    # Long enough to be observed before the restore is armed (10 s before the end, under the
-    # claim): the drift is seen by an observe of the window.
-    notice = stage.add(start_in=5, length=20)
+    # Long enough to be observed before the restore is armed: an ACTIVE target is not
+    # observed within twice MAINT_ARM_AHEAD of its end (the armed restore reads the Service
+    # anyway), so the drift must come, and be seen, before the last 20 s.
+    notice = stage.add(start_in=5, length=40)
     stage.run("maint", webhook_urls=_json_url(receiver))
     _wait_state(stage, notice.id, TargetState.ACTIVE)
     CoreV1Api(stage.k8s).patch_namespaced_service(

@@ -250,9 +250,10 @@ def test_a_foreign_selector_is_told_as_drift_and_failure_once_and_status_fails(s
     from kubernetes.client import CoreV1Api
 
     target = f"{stage.namespace}/web"
-    # Long enough to be observed before the restore is armed: an ACTIVE target is not
-    # observed within twice MAINT_ARM_AHEAD of its end (the armed restore reads the Service
-    # anyway), so the drift must come, and be seen, before the last 20 s.
+    # Long enough to be observed before the restore is armed: an ACTIVE target is not observed
+    # within twice the arming lead (runner.reconcile.ARM_AHEAD, 10 s) of its end (the armed
+    # restore reads the Service anyway), so the drift must come, and be seen, before the last
+    # 20 s.
     notice = stage.add(start_in=5, length=40)
     stage.run("maint", webhook_urls=_json_url(receiver))
     _wait_state(stage, notice.id, TargetState.ACTIVE)

@@ -225,7 +225,10 @@ class NoticeStore:
         as ``add``.
         """
         with self._session() as session, session.begin():
-            row = session.get(NoticeRow, notice_id, with_for_update=True)
+            # FOR NO KEY UPDATE, not FOR UPDATE: a step's event checks its foreign key to this
+            # row (KEY SHARE) while the step holds its target row, which this transaction
+            # updates below; FOR UPDATE made the two deadlock (PostgreSQL aborted one).
+            row = session.get(NoticeRow, notice_id, with_for_update={"key_share": True})
             if row is None:
                 raise NotFound(f"notice {notice_id} does not exist (see `maint notice list`)")
             if end is not None and check_overlap and row.maintenance:

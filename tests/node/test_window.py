@@ -76,10 +76,14 @@ def test_two_targets_one_with_target_port_80_switch_and_restore_together(
             node, ["shop/web", "shop/app80"], title=TITLE, lead_s=25, length_s=20
         )
         shown = wait_for_states(node, notice_id, {"COMPLETED", "FAILED"}, within_s=240)
+        for probe in (web, low):  # what clients see goes on after maint's COMPLETED
+            probe.seen_after(200, end, within_s=15)
     for name, probe in (("shop/web", web), ("shop/app80", low)):
         print(f"\nprobe timeline of {name} (notice {notice_id}):")
         print(timeline(probe, start, end).render())
     assert [t["state"] for t in shown["targets"]] == ["COMPLETED", "COMPLETED"], shown["events"]
+    lags = [e["detail"] for e in shown["events"] if e["step"] in ("switch", "restore")]
+    print("maint's switch and restore events:", *lags, sep="\n  ")
     for probe in (web, low):
         assert probe.statuses() == [200, 503, 200] and probe.errors() == []
         assert probe.first_page is not None and TITLE in probe.first_page[2]

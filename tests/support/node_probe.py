@@ -78,6 +78,17 @@ class Probe:
     def errors(self) -> list[Answer]:
         return [answer for answer in self.answers if answer.status is None]
 
+    def seen_after(self, status: int, moment: datetime, *, within_s: float) -> bool:
+        """Keep probing until an answer ``status`` came at or after ``moment`` (True), for at
+        most ``within_s``. maint's COMPLETED does not end what a client sees: kube-proxy and
+        the page Pod's drain follow it, so the probe watches until the client has the app."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if any(a.status == status and a.at >= moment for a in list(self.answers)):
+                return True
+            time.sleep(0.05)
+        return False
+
 
 def wait_for_status(host: str, port: int, status: int, *, within_s: float = 60) -> None:
     """Until 20 answers in a row are ``status`` (kube-proxy programs a new Service lazily)."""

@@ -246,6 +246,11 @@ def test_dead_webhooks_never_delay_the_window(stage, receiver):
     _no_secret(run.output())
 
 
+@pytest.mark.flaky(
+    reruns=1,
+    reason="known flake (issue 15, armed steps): a selector changed right after the switch "
+    "was once not observed as drift before the armed restore",
+)
 def test_a_foreign_selector_is_told_as_drift_and_failure_once_and_status_fails(stage, receiver):
     from kubernetes.client import CoreV1Api
 

@@ -88,6 +88,11 @@ def test_a_runner_with_other_display_settings_never_rebuilds_a_live_page(window,
     assert not [e for e in window.app.store.events(notice_id) if e.step == "refresh"]
 
 
+@pytest.mark.flaky(
+    reruns=1,
+    reason="known flake (issue 15, armed steps): an armed restore of a Service restored by hand "
+    "was once left RESTORING for the next pass",
+)
 def test_extend_after_a_manual_restore_leaves_the_selector_alone(window, k8s):
     notice_id = _active(window)
     CoreV1Api(k8s).patch_namespaced_service(  # an SRE gives the Service back by hand

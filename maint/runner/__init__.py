@@ -6,8 +6,9 @@ imports APScheduler.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from maint import lazy
 
 if TYPE_CHECKING:
     from maint.runner.announce import KubernetesEvents
@@ -55,17 +56,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module behind ``name`` on first use (then it is an ordinary global); a
-    submodule's name (``build.kaniko``) is that submodule, as after an eager import."""
-    if name not in _NAMES:
-        try:
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    module, attribute = _NAMES[name]
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.loader(__name__, _NAMES)

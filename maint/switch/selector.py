@@ -260,13 +260,13 @@ def restore(
     Then the selector's ownership goes back to the managers the switch recorded."""
     for _attempt in range(3):
         service = cluster.get_service(api, namespace=ref.namespace, name=ref.name)
-        if service.selector == original:
-            _drop_annotations(api, service)
-            return Restored(outcome=RestoreOutcome.ALREADY, live=service.selector)
         planned = plan_restore(service, page=page, original=original)
-        if planned is None:
+        if planned is None and service.selector != original:
             return Restored(outcome=RestoreOutcome.FOREIGN, live=service.selector)
-        try:
+        try:  # a Service changed since the read (its test or a remove failed): read again
+            if planned is None:  # given back already: only maint's annotations go
+                _drop_annotations(api, service)
+                return Restored(outcome=RestoreOutcome.ALREADY, live=service.selector)
             restored = apply_restore(api, planned)
         except Conflict:
             continue

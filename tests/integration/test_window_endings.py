@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from kubernetes.client import BatchV1Api, CoreV1Api
 
+from maint import cluster
 from maint.app import notice_json
 from maint.errors import InvalidInput
 from maint.notices import TargetState
@@ -88,11 +89,6 @@ def test_a_runner_with_other_display_settings_never_rebuilds_a_live_page(window,
     assert not [e for e in window.app.store.events(notice_id) if e.step == "refresh"]
 
 
-@pytest.mark.flaky(
-    reruns=1,
-    reason="known flake (issue 15, armed steps): an armed restore of a Service restored by hand "
-    "was once left RESTORING for the next pass",
-)
 def test_extend_after_a_manual_restore_leaves_the_selector_alone(window, k8s):
     notice_id = _active(window)
     CoreV1Api(k8s).patch_namespaced_service(  # an SRE gives the Service back by hand
@@ -111,6 +107,37 @@ def test_extend_after_a_manual_restore_leaves_the_selector_alone(window, k8s):
     window.step()
     assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
     assert _service(k8s, window).spec.selector == APP_LABELS
+
+
+def test_a_service_given_back_by_hand_whose_annotations_change_meanwhile_still_completes(
+    window, k8s
+):
+    """The restore finds the app's selector already back and removes maint's annotations; if
+    one of them goes between its read and its patch (someone else cleaning up), the patch's
+    ``remove`` fails (Conflict): the restore reads again in the same step, not a retry later."""
+    notice_id = _active(window)
+    core = CoreV1Api(k8s)
+    core.patch_namespaced_service(  # an SRE gives the Service back by hand
+        "web", window.namespace, [{"op": "replace", "path": "/spec/selector", "value": APP_LABELS}]
+    )
+    removed: list[str] = []
+
+    def meanwhile(write: cluster.Write) -> None:
+        if write.verb == "patch" and write.kind == "Service" and not removed:
+            removed.append(write.name)
+            core.patch_namespaced_service(
+                "web",
+                window.namespace,
+                [{"op": "remove", "path": "/metadata/annotations/maint.io~1restore-by"}],
+            )
+
+    window.clock.at(window.notice(notice_id).end)
+    with cluster.installed(meanwhile):
+        window.step()
+    assert removed == ["web"]
+    assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED, window.lines
+    annotations = _service(k8s, window).metadata.annotations or {}
+    assert not [key for key in annotations if key.startswith("maint.io/")]
 
 
 def test_extend_moves_restore_by_before_a_slow_rebuild_and_a_failed_one_keeps_the_old_page(

@@ -12,6 +12,7 @@ import re
 import string
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -24,9 +25,7 @@ _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 # One silence matcher: an Alertmanager label name, ``=``, a double-quoted value template.
 SILENCE_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]+)"\Z')
 SILENCE_FIELDS = ("namespace", "service", "notice")
-WEBHOOK_SCHEMES = frozenset(
-    {"http", "https", "slack+http", "slack+https", "json+http", "json+https"}
-)
+WEBHOOK_FORMATS = ("slack", "json")  # the prefixes that choose a webhook's body
 
 
 class Settings(BaseSettings):
@@ -311,13 +310,10 @@ class Settings(BaseSettings):
     @classmethod
     def _webhook_urls(cls, value: SecretStr) -> SecretStr:
         for number, url in enumerate(split_urls(value.get_secret_value()), start=1):
-            scheme = url.split("://", 1)[0] if "://" in url else ""
-            if scheme not in WEBHOOK_SCHEMES:
-                # Never the URL itself in the message: it may carry a token.
-                raise ValueError(
-                    f"URL number {number} does not start with http(s)://, "
-                    "slack+http(s):// or json+http(s)://"
-                )
+            try:
+                webhook_target(url)
+            except ValueError as e:  # never the URL itself in the message: it may carry a token
+                raise ValueError(f"URL number {number} {e}") from None
         return value
 
     @field_validator("alertmanager_matchers")
@@ -340,6 +336,26 @@ class Settings(BaseSettings):
                         f"(known: {', '.join('{' + f + '}' for f in SILENCE_FIELDS)})"
                     )
         return value
+
+
+def webhook_target(configured: str) -> tuple[str | None, str]:
+    """A configured webhook as (format prefix or None, the URL to POST to). ``ValueError``,
+    whose message never quotes the URL (it may carry a token), unless it is an http(s) URL
+    with a host and a valid port, optionally prefixed ``slack+`` or ``json+``."""
+    chosen, url = None, configured
+    for prefix in WEBHOOK_FORMATS:
+        if configured.startswith(f"{prefix}+"):
+            chosen, url = prefix, configured[len(prefix) + 1 :]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("does not start with http(s)://, slack+http(s):// or json+http(s)://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    return chosen, url
 
 
 def split_urls(text: str) -> list[str]:

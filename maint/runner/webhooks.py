@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from maint.errors import MaintError
 from maint.notices.outbox import channel_key
+from maint.settings import webhook_target
 
 Format = Literal["slack", "json"]
 SLACK_HOSTS = frozenset({"hooks.slack.com"})
@@ -39,10 +40,7 @@ class Webhook:
 
     @classmethod
     def parse(cls, configured: str) -> Webhook:
-        url, chosen = configured, None
-        for prefix in ("slack", "json"):
-            if configured.startswith(f"{prefix}+"):
-                url, chosen = configured[len(prefix) + 1 :], prefix
+        chosen, url = webhook_target(configured)  # checked by Settings already
         parts = urlsplit(url)
         host = parts.hostname or ""
         shown = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

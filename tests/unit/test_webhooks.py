@@ -134,3 +134,19 @@ def test_webhook_urls_are_split_kept_secret_and_checked_without_echoing_them():
     with pytest.raises(ValidationError) as refused:
         Settings(webhook_urls="https://ok.example/ ftp://T0KEN@files.example/")
     assert "URL number 2" in str(refused.value) and "T0KEN" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("urls", "why"),
+    [
+        ("https://hooks.example:T0KEN/x", "URL number 1 has a port that is not a number"),
+        ("https://ok.example/ https:///T0KEN", "URL number 2 has no host"),
+        ("slack+ftp://T0KEN@files.example/", "URL number 1 does not start with http(s)://"),
+    ],
+)
+def test_a_webhook_url_without_host_or_with_a_bad_port_is_refused_without_echoing_it(
+    urls: str, why: str
+):
+    with pytest.raises(ValidationError) as refused:
+        Settings(webhook_urls=urls)
+    assert why in str(refused.value) and "T0KEN" not in str(refused.value)

@@ -51,7 +51,12 @@ class PageBuild:
     context: page.BuildContext
     tarball: bytes
     ports: tuple[switch.ContainerPort, ...]
-    keys: tuple[str, ...]  # the selector keys the page Pod is labelled for (naming.page_labels)
+    selector: dict[str, str]  # the app's selector this page stands in for
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The selector keys the page Pod is labelled for (``naming.page_labels``)."""
+        return tuple(sorted(self.selector))
 
 
 class StepContext:

@@ -130,7 +130,10 @@ class Preparing:
             ports = switch.switchable(service, own_page=item.target.pod)
         else:  # switched: the selector is ours now, the ports are still the Service's
             ports = switch.plan_ports(service)
-        keys = tuple(sorted(item.target.original_selector or service.selector))
+        # The app's selector: recorded at the switch, else on the Service (switched without a
+        # record), else the live one (not switched yet).
+        saved = switch.saved_state(service)
+        selector = item.target.original_selector or (saved[0] if saved else service.selector)
         notice = page.PageNotice(
             notice_id=item.notice.id,
             title=item.notice.title,
@@ -162,7 +165,7 @@ class Preparing:
             context=context,
             tarball=page.context_tarball(context),
             ports=ports,
-            keys=keys,
+            selector=selector,
         )
 
     def build_image(self, item: WorkItem, built: PageBuild, *, step: Step) -> WorkItem:
@@ -211,8 +214,7 @@ class Preparing:
         ctx = self.ctx
         ref = item.target.ref
         service = self.service(item)
-        saved = switch.saved_state(service)
-        selector = item.target.original_selector or (saved[0] if saved else service.selector)
+        selector = built.selector
         try:
             around = cluster.app_ingress(ctx.api, namespace=ref.namespace, selector=selector)
         except Forbidden as e:
@@ -287,9 +289,7 @@ class Preparing:
                 f"notice {item.notice.id} has a bypass but MAINT_BYPASS_KEY is unset"
             )
         pod = cluster.get_pod(ctx.api, namespace=ref.namespace, name=built.name)
-        service = self.service(item)
-        saved = switch.saved_state(service)
-        selector = item.target.original_selector or (saved[0] if saved else service.selector)
+        selector = built.selector
         labels = built.plan.labels
         make = cluster.create_replacing if replacing else cluster.create
         make(

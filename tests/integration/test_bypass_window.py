@@ -23,12 +23,12 @@ import pytest
 from kubernetes.client import CoreV1Api
 
 from maint.cli import main
-from maint.notices import Notice, TargetState
+from maint.notices import TargetState
 from maint.page import bypass
 from maint.runner import restore_overdue
 from maint.switch import shadow
 from tests.support.processes import ready_endpoints, wait_until
-from tests.support.window import APP_LABELS, Window, leftovers_after
+from tests.support.window import APP_LABELS, leftovers_after
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -38,20 +38,6 @@ KEY = "bypass-key-of-this-installation-0123456789"
 @pytest.fixture
 def window_settings() -> dict[str, Any]:
     return {"bypass_key": KEY}
-
-
-def _add(window: Window) -> Notice:
-    start = window.clock() + timedelta(seconds=600)
-    return window.app.add_notice(
-        title="Planned maintenance",
-        reason="DB upgrade",
-        start=start.isoformat(),
-        end=(start + timedelta(seconds=600)).isoformat(),
-        targets=[f"{window.namespace}/web"],
-        lang="en",
-        maintenance=True,
-        bypass=True,
-    )
 
 
 def _bypass_objects(k8s, namespace: str, page: str) -> tuple[Any, Any]:
@@ -76,7 +62,7 @@ def _gone(k8s, namespace: str, page: str) -> None:
 
 def test_the_page_pod_gets_a_shadow_service_and_its_include_which_go_with_it(window, k8s):
     ns = window.namespace
-    notice = _add(window)
+    notice = window.add(bypass=True)
     window.step()
     target = window.notice(notice.id).targets[0]
     assert target.state is TargetState.READY, window.lines
@@ -121,7 +107,7 @@ def test_the_page_pod_gets_a_shadow_service_and_its_include_which_go_with_it(win
 
 def test_a_rollback_and_a_forced_restore_take_the_bypass_objects_with_the_page(window, k8s):
     ns = window.namespace
-    cancelled = _add(window)
+    cancelled = window.add(bypass=True)
     window.step()
     page = window.notice(cancelled.id).targets[0].pod
     assert page is not None
@@ -131,7 +117,7 @@ def test_a_rollback_and_a_forced_restore_take_the_bypass_objects_with_the_page(w
     assert window.notice(cancelled.id).targets[0].state is TargetState.CANCELLED
     _gone(k8s, ns, page)
 
-    notice = _add(window)
+    notice = window.add(bypass=True)
     window.step()
     window.clock.at(notice.start)
     window.step()

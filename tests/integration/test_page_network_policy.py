@@ -18,7 +18,7 @@ import pytest
 from kubernetes.client import CoreV1Api, NetworkingV1Api
 
 from maint import naming
-from maint.notices import Notice, TargetState
+from maint.notices import TargetState
 from maint.runner import restore_overdue
 from maint.switch.netpol import selects
 from tests.support.kubelet import JobResult
@@ -30,6 +30,9 @@ pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 FRONTEND = {"podSelector": {"matchLabels": {"role": "frontend"}}}
 MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 MANAGED = f"{naming.MANAGED_BY}={naming.MANAGER}"
+# Notices as `notice add --allow network-policy` registers them: the same window whatever the
+# preflight says of the policies, so what is proven here is what the runner does.
+ALLOW = ["network-policy"]
 
 
 @pytest.fixture
@@ -64,22 +67,6 @@ def _default_deny_and_allow_the_app(k8s, namespace: str) -> None:
                 ],
             },
         },
-    )
-
-
-def _add(window: Window) -> Notice:
-    """A notice as `notice add --allow network-policy` registers it: the same window whatever
-    the preflight says of the policies, so what is proven here is what the runner does."""
-    start = window.clock() + timedelta(seconds=600)
-    return window.app.add_notice(
-        title="Planned maintenance",
-        reason="DB upgrade",
-        start=start.isoformat(),
-        end=(start + timedelta(seconds=600)).isoformat(),
-        targets=[f"{window.namespace}/web"],
-        lang="en",
-        maintenance=True,
-        allow=["network-policy"],
     )
 
 
@@ -130,7 +117,7 @@ def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_e
     """... after the page Pod's drain: while it terminates (a kubelet running its preStop
     sleep), lagging kube-proxies may still send it connections, which a default-deny would
     drop; the policy is owned by the Pod and goes with it."""
-    notice = _add(window)
+    notice = window.add(allow=ALLOW)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.READY
     # Before the switch, so the page answers the moment the selector moves to it.
@@ -177,7 +164,7 @@ def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_e
 
 
 def test_a_window_cancelled_before_the_switch_deletes_the_page_policy(window, k8s):
-    notice = _add(window)
+    notice = window.add(allow=ALLOW)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.READY
     _the_page_policy(k8s, window, notice.id)
@@ -192,7 +179,7 @@ def test_a_window_cancelled_before_the_switch_deletes_the_page_policy(window, k8
 def test_a_service_deleted_before_the_switch_rolls_back_without_leaving_the_page_policy(
     window, k8s
 ):
-    notice = _add(window)
+    notice = window.add(allow=ALLOW)
     window.step()
     _the_page_policy(k8s, window, notice.id)
     CoreV1Api(k8s).delete_namespaced_service("web", window.namespace)
@@ -204,7 +191,7 @@ def test_a_service_deleted_before_the_switch_rolls_back_without_leaving_the_page
 
 
 def test_the_forced_restore_deletes_the_page_policy_from_the_service_annotations_alone(window, k8s):
-    notice = _add(window)
+    notice = window.add(allow=ALLOW)
     window.step()
     window.clock.at(notice.start)
     window.step()
@@ -241,7 +228,7 @@ def test_without_a_policy_for_the_app_no_page_policy_is_made(
                 "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}]},
             },
         )
-        notice = _add(window)
+        notice = window.add(allow=ALLOW)
         window.step()
         assert window.notice(notice.id).targets[0].state is TargetState.READY
         assert _page_policies(k8s, namespace) == []
@@ -249,7 +236,7 @@ def test_without_a_policy_for_the_app_no_page_policy_is_made(
 
 
 def test_a_window_failed_on_a_foreign_selector_deletes_the_page_policy(window, k8s):
-    notice = _add(window)
+    notice = window.add(allow=ALLOW)
     window.step()
     window.clock.at(notice.start)
     window.step()

@@ -177,7 +177,10 @@ class Window:
         start_in: float = 600,
         length: float = 600,
         reason: str = "DB upgrade",
+        **options: Any,
     ) -> Notice:
+        """A maintenance notice on ``service`` starting ``start_in`` s from the clock's now;
+        ``options`` go to ``App.add_notice`` (``allow``, ``bypass``, ``pause_reconcilers``)."""
         start = self.clock() + timedelta(seconds=start_in)
         return self.app.add_notice(
             title="Planned maintenance",
@@ -187,6 +190,7 @@ class Window:
             targets=[f"{self.namespace}/{service}"],
             lang="en",
             maintenance=True,
+            **options,
         )
 
     def step(self) -> PassResult:

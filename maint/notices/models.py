@@ -74,9 +74,9 @@ class NoticeRow(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # IANA zone name or fixed offset the page shows times in; NULL: the display default.
     display_zone: Mapped[str | None] = mapped_column(String(ZONE_MAX), nullable=True)
-    # Set Flux's reconcile-disabled annotation on each target for the window (--pause-reconcilers).
     # Random, not secret: the bypass link and cookie key derive from it (``page.bypass``).
     bypass_salt: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Set Flux's reconcile-disabled annotation on each target for the window (--pause-reconcilers).
     pause_reconcilers: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Moved by every operator intent: ``max(updated_at)`` is the scheduler's change marker.

@@ -111,8 +111,8 @@ def plan_switch(
     The page selector is the live selector's keys with the page's name (``naming.page_selector``);
     the page Pod was labelled for the keys the selector had at preparation, so a selector whose
     keys changed since is refused (``Conflict``) rather than pointed at a Pod it does not match.
-    With ``pause_reconcilers`` the same patch pauses them (``pause``), guarded by the
-    resourceVersion so that the value recorded as "before" is the one replaced.
+    With ``pause_reconcilers`` the same patch pauses them (``pause``). The patch is guarded by
+    the snapshot's resourceVersion: any change since (``Conflict``) means reading it again.
     """
     ref = ServiceRef(namespace=service.namespace, name=service.name)
     name = page[PAGE_LABEL]
@@ -137,12 +137,12 @@ def plan_switch(
             ownership.selector_owners(service.managed_fields), sort_keys=True
         ),
     } | pause.pause_values(paused)
-    guard = [{"op": "test", "path": "/spec/selector", "value": service.selector}]
-    if paused:
-        version = service.resource_version
-        guard.append({"op": "test", "path": "/metadata/resourceVersion", "value": version})
+    # The whole snapshot is guarded, not only the selector: the patch may add the annotations
+    # map whole (replacing one added since), records a "before" of the pause and of the
+    # selector's owners, and an armed switch was planned seconds before it is sent.
     ops = [
-        *guard,
+        {"op": "test", "path": "/metadata/resourceVersion", "value": service.resource_version},
+        {"op": "test", "path": "/spec/selector", "value": service.selector},
         *_annotations(service, values),
         {"op": "replace", "path": "/spec/selector", "value": selector},
     ]

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from kubernetes.client import AppsV1Api, CoreV1Api
 
-from maint import naming
+from maint import cluster, naming
 from maint.cli import main
 from maint.notices import TargetState
 from tests.support.kubelet import JobResult
@@ -338,3 +338,32 @@ def test_a_window_an_older_release_switched_is_restored_after_the_upgrade(window
     assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
     assert core.read_namespaced_service("web", ns).spec.selector == APP_LABELS
     assert leftovers_after(k8s, notice_id) == []
+
+
+def test_an_annotation_added_between_the_switchs_read_and_its_patch_is_kept(window, k8s):
+    """The Service has no annotations when the switch reads it, so the patch adds maint's as
+    the whole annotations map; someone annotating it just before the patch lands must not lose
+    theirs: the patch is guarded by the snapshot's resourceVersion, fails, and is made again
+    from a fresh read (the same as an armed switch planned seconds earlier)."""
+    core = CoreV1Api(k8s)
+    ns = window.namespace
+    assert not core.read_namespaced_service("web", ns).metadata.annotations
+    notice = window.add(start_in=600, length=600)
+    window.step()
+    window.clock.at(notice.start)
+    added: list[str] = []
+
+    def meanwhile(write: cluster.Write) -> None:
+        if write.verb == "patch" and write.kind == "Service" and not added:
+            added.append(write.name)
+            core.patch_namespaced_service(
+                "web", ns, {"metadata": {"annotations": {"team": "shop"}}}
+            )
+
+    with cluster.installed(meanwhile):
+        window.step()
+    assert added == ["web"]
+    assert window.notice(notice.id).targets[0].state is TargetState.ACTIVE, window.lines
+    service = core.read_namespaced_service("web", ns)
+    assert service.metadata.annotations["team"] == "shop"
+    assert naming.ORIGINAL_SELECTOR_ANNOTATION in service.metadata.annotations

@@ -203,6 +203,60 @@ class NoticeStore:
             )
             return [_notice(row) for row in rows]
 
+    def live(self, *, now: datetime, failed_since: datetime) -> list[Notice]:
+        """The windows ``maint status`` shows, oldest start first: a maintenance notice with a
+        target not finished yet or FAILED since ``failed_since`` (its end, or the notice's),
+        and an announcement (no targets) neither cancelled nor over at ``now``. Found from the
+        targets' states (the (state, due_at) index), however many newer notices there are."""
+        t, n = TargetRow, NoticeRow
+        unfinished = [s.value for s in TargetState if not s.terminal]
+        live_targets = (
+            select(t.notice_id)
+            .join(n, n.id == t.notice_id)
+            .where(
+                n.maintenance,
+                or_(
+                    t.state.in_(unfinished),
+                    and_(
+                        t.state == TargetState.FAILED.value,
+                        func.coalesce(t.actual_end, n.end_at) > failed_since,
+                    ),
+                ),
+            )
+        )
+        has_targets = select(t.id).where(t.notice_id == n.id).exists()
+        announcement = and_(
+            or_(~n.maintenance, ~has_targets), n.cancelled_at.is_(None), n.end_at > now
+        )
+        with self._session() as session:
+            rows = session.scalars(
+                select(n)
+                .where(or_(n.id.in_(live_targets), announcement))
+                .order_by(n.start_at, n.id)
+            )
+            return [_notice(row) for row in rows]
+
+    def last_events(
+        self, notice_ids: Collection[int], *, outcomes: Collection[str]
+    ) -> dict[tuple[int, str], Event]:
+        """The last event with one of ``outcomes`` of each target of ``notice_ids``, by
+        (notice id, target): one query for them all."""
+        if not notice_ids:
+            return {}
+        e = EventRow
+        last = (
+            select(func.max(e.id))
+            .where(
+                e.notice_id.in_(notice_ids),
+                e.target.is_not(None),
+                e.outcome.in_(outcomes),
+            )
+            .group_by(e.notice_id, e.target)
+        )
+        with self._session() as session:
+            rows = session.scalars(select(e).where(e.id.in_(last)))
+            return {(r.notice_id, r.target): _event(r) for r in rows if r.target is not None}
+
     def set_window(
         self,
         notice_id: int,
@@ -466,17 +520,7 @@ class NoticeStore:
             rows = session.scalars(
                 select(EventRow).where(EventRow.notice_id == notice_id).order_by(EventRow.id)
             )
-            return [
-                Event(
-                    at=r.at,
-                    notice_id=r.notice_id,
-                    target=r.target,
-                    step=r.step,
-                    outcome=r.outcome,
-                    detail=r.detail,
-                )
-                for r in rows
-            ]
+            return [_event(r) for r in rows]
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -767,6 +811,17 @@ def _event_row(event_: Event) -> EventRow:
         step=event_.step,
         outcome=event_.outcome,
         detail=event_.detail[:4000],
+    )
+
+
+def _event(row: EventRow) -> Event:
+    return Event(
+        at=row.at,
+        notice_id=row.notice_id,
+        target=row.target,
+        step=row.step,
+        outcome=row.outcome,
+        detail=row.detail,
     )
 
 

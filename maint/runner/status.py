@@ -11,7 +11,9 @@ says why, when:
   (``sweeps``, written by every ``maint run``; the database's clock on both sides), or none
   ever did.
 
-Live windows are the notices with a target not finished yet, or FAILED recently.
+Live windows are the notices with a target not finished yet, or FAILED recently, found from
+the targets' states however many newer notices there are (``NoticeStore.live``); the last
+errors of all their targets come in one query (``NoticeStore.last_events``).
 """
 
 from __future__ import annotations
@@ -48,11 +50,10 @@ class Status:
 def status(store: NoticeStore, *, now: datetime, poll_interval: float) -> Status:
     problems: list[str] = []
     windows = []
-    for notice in store.recent():
-        if not _live(notice, now):
-            continue
-        events = store.events(notice.id)
-        window = _window(notice, events, now=now)
+    notices = store.live(now=now, failed_since=now - FAILED_RECENT)
+    errors = store.last_events([n.id for n in notices if n.targets], outcomes=ERRORS)
+    for notice in notices:
+        window = _window(notice, errors, now=now)
         windows.append(window)
         for target in window["targets"]:
             if target["state"] == TargetState.FAILED.value:
@@ -68,26 +69,15 @@ def status(store: NoticeStore, *, now: datetime, poll_interval: float) -> Status
     return Status(
         ok=not problems,
         problems=problems,
-        windows=list(reversed(windows)),  # oldest first, like the event log
+        windows=windows,  # oldest first, like the event log
         sweep=sweep,
         notifications={"pending": backlog.pending, "gave_up": backlog.gave_up},
     )
 
 
-def _live(notice: Notice, now: datetime) -> bool:
-    if not notice.maintenance or not notice.targets:
-        return notice.cancelled_at is None and now < notice.end
-    for target in notice.targets:
-        if not target.state.terminal:
-            return True
-        if target.state is TargetState.FAILED:
-            failed_at = target.actual_end or notice.end
-            if now - failed_at < FAILED_RECENT:
-                return True
-    return False
-
-
-def _window(notice: Notice, events: list[Event], *, now: datetime) -> dict[str, Any]:
+def _window(
+    notice: Notice, errors: dict[tuple[int, str], Event], *, now: datetime
+) -> dict[str, Any]:
     return {
         "id": notice.id,
         "title": notice.title,
@@ -100,23 +90,17 @@ def _window(notice: Notice, events: list[Event], *, now: datetime) -> dict[str, 
                 "state": t.state.value,
                 "actual_start": t.actual_start.isoformat() if t.actual_start else None,
                 "actual_end": t.actual_end.isoformat() if t.actual_end else None,
-                "last_error": _last_error(events, target=str(t.ref)),
+                "last_error": _error(errors.get((notice.id, str(t.ref)))),
             }
             for t in notice.targets
         ],
     }
 
 
-def _last_error(events: list[Event], *, target: str) -> dict[str, str] | None:
-    for e in reversed(events):
-        if e.target == target and e.outcome in ERRORS:
-            return {
-                "at": e.at.isoformat(),
-                "step": e.step,
-                "outcome": e.outcome,
-                "detail": e.detail,
-            }
-    return None
+def _error(e: Event | None) -> dict[str, str] | None:
+    if e is None:
+        return None
+    return {"at": e.at.isoformat(), "step": e.step, "outcome": e.outcome, "detail": e.detail}
 
 
 def _sweep(store: NoticeStore, *, poll_interval: float) -> dict[str, Any]:

@@ -8,14 +8,16 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kubernetes.client import CoreV1Api
 from prometheus_client.parser import text_string_to_metric_families
 
-from maint.notices import TargetState
-from tests.support.processes import FAST_SETTINGS, Stage, maint, wait_until
+from maint.notices import Event, Notice, NoticeStore, TargetState, new_notice
+from tests.support.processes import FAST_SETTINGS, Stage, maint, maint_env, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -118,3 +120,69 @@ def test_db_ping_answers_for_the_readiness_probe(stage):
     assert maint("db", "ping", env=stage.env()).returncode == 0
     broken = maint("db", "ping", env=stage.env(database_url="postgresql+psycopg://x@127.0.0.1:1/x"))
     assert broken.returncode == 1 and "database unavailable" in broken.stderr
+
+
+# --- from the database alone: no cluster, no `maint run` -------------------------------------
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[NoticeStore]:
+    s = NoticeStore(database_url)
+    s.upgrade()
+    s.sweeps.completed("replica-a")  # the sweep is well: only the targets can fail status
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _notice(store: NoticeStore, *, start: datetime, targets: list[str]) -> Notice:
+    new = new_notice(
+        title="t",
+        reason="r",
+        start=start.isoformat(),
+        end=(start + timedelta(minutes=30)).isoformat(),
+        targets=targets,
+        lang="en",
+        maintenance=bool(targets),
+        now=start - timedelta(minutes=1),
+        start_tolerance=timedelta(minutes=5),
+    )
+    return store.add(new, now=start - timedelta(minutes=1), due_at=None)
+
+
+def _failed(store: NoticeStore, *, start: datetime) -> Notice:
+    """A window of shop/web that FAILED at its end (restore conflict), ``start`` long ago."""
+    notice = _notice(store, start=start, targets=["shop/web"])
+    store.transition(
+        notice.targets[0].id,
+        expect={TargetState.SCHEDULED},
+        to=TargetState.FAILED,
+        due_at=None,
+        record=Event(
+            at=notice.end,
+            notice_id=notice.id,
+            target="shop/web",
+            step="restore",
+            outcome="conflict",
+            detail="the selector was changed by someone else",
+        ),
+    )
+    return notice
+
+
+def _status_of(database_url: str) -> tuple[int, dict[str, Any]]:
+    done = maint("status", "-o", "json", env=maint_env(database_url=database_url))
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_failed_target_behind_201_newer_notices_still_fails_status(store, database_url):
+    failed = _failed(store, start=NOW - timedelta(hours=6))
+    for n in range(201):  # newer windows, all over (announcements that ended)
+        _notice(store, start=NOW - timedelta(hours=5) + timedelta(seconds=n), targets=[])
+    code, report = _status_of(database_url)
+    assert code == 1, report
+    [problem] = report["problems"]
+    assert problem.startswith(f"notice {failed.id} shop/web is FAILED: the selector was changed")
+    assert [w["id"] for w in report["windows"]] == [failed.id]

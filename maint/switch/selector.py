@@ -140,7 +140,7 @@ def plan_switch(
     # The whole snapshot is guarded, not only the selector: the patch may add the annotations
     # map whole (replacing one added since), records a "before" of the pause and of the
     # selector's owners, and an armed switch was planned seconds before it is sent.
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/resourceVersion", "value": service.resource_version},
         {"op": "test", "path": "/spec/selector", "value": service.selector},
         *_annotations(service, values),

@@ -156,8 +156,10 @@ class Runner:
             self._interrupt_if_moved(item, decision.step, now, urgent=urgent)
             at = self._instant(item, decision.step, now, within=2 * self.arm_ahead)
             if at is not None and at - now > self.arm_ahead:
-                if not urgent:
-                    continue  # armed soon, and the armed step reads the Pod and the Service
+                if item.target.state is TargetState.READY and not urgent:
+                    continue  # switched soon, and the armed switch reads the Pod and Service
+                # An ACTIVE target is observed up to its arming: a page Pod deleted or a
+                # foreign selector in its last seconds is recreated or reported all the same.
             elif at is not None:
                 step = Step.SWITCH if item.target.state is TargetState.READY else Step.RESTORE
                 label = f"{item.notice.id}/{item.target.ref}:{step.value} at {at.isoformat()}"

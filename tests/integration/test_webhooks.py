@@ -246,19 +246,12 @@ def test_dead_webhooks_never_delay_the_window(stage, receiver):
     _no_secret(run.output())
 
 
-@pytest.mark.flaky(
-    reruns=1,
-    reason="known flake (issue 15, armed steps): a selector changed right after the switch "
-    "was once not observed as drift before the armed restore",
-)
 def test_a_foreign_selector_is_told_as_drift_and_failure_once_and_status_fails(stage, receiver):
     from kubernetes.client import CoreV1Api
 
     target = f"{stage.namespace}/web"
-    # Long enough to be observed before the restore is armed: an ACTIVE target is not observed
-    # within twice the arming lead (runner.reconcile.ARM_AHEAD, 10 s) of its end (the armed
-    # restore reads the Service anyway), so the drift must come, and be seen, before the last
-    # 20 s.
+    # Long enough to be observed before the restore is armed (runner.reconcile.ARM_AHEAD, 10 s
+    # before the end): the armed restore then finds the foreign selector and fails the target.
     notice = stage.add(start_in=5, length=40)
     stage.run("maint", webhook_urls=_json_url(receiver))
     _wait_state(stage, notice.id, TargetState.ACTIVE)

@@ -188,3 +188,24 @@ def test_targets_sharing_a_start_send_every_patch_before_any_endpoint_check(wind
         assert _selector(k8s, window, name) == naming.page_selector(
             name=target.pod, keys=APP_LABELS
         )
+
+
+def test_a_foreign_selector_shortly_before_the_restore_is_armed_is_reported_as_drift(
+    window, k8s, proxy
+):
+    """Within twice the arming lead of the end, before the restore is armed: still observed."""
+    notice_id = _ready(window, length=300)
+    notice = window.notice(notice_id)
+    window.clock.at(notice.start)
+    window.step()
+    assert window.notice(notice_id).targets[0].state is TargetState.ACTIVE
+    CoreV1Api(k8s).patch_namespaced_service(
+        "web", window.namespace, [{"op": "replace", "path": "/spec/selector", "value": {"x": "y"}}]
+    )
+    window.clock.at(notice.end - timedelta(seconds=15))
+    started = window.runner.pass_once().started
+    window.runner.wait_idle()
+    assert [label for label in started if label.endswith(":observe")], started
+    events = [(e.step, e.outcome, e.detail) for e in window.app.store.events(notice_id)]
+    drift = [d for step, outcome, d in events if (step, outcome) == ("drift", "foreign")]
+    assert len(drift) == 1 and "{'x': 'y'}" in drift[0], events

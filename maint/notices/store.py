@@ -237,10 +237,14 @@ class NoticeStore:
             return [_notice(row) for row in rows]
 
     def last_events(
-        self, notice_ids: Collection[int], *, outcomes: Collection[str]
+        self,
+        notice_ids: Collection[int],
+        *,
+        outcomes: Collection[str],
+        except_steps: Collection[str] = (),
     ) -> dict[tuple[int, str], Event]:
-        """The last event with one of ``outcomes`` of each target of ``notice_ids``, by
-        (notice id, target): one query for them all."""
+        """The last event with one of ``outcomes`` and none of ``except_steps`` of each target
+        of ``notice_ids``, by (notice id, target): one query for them all."""
         if not notice_ids:
             return {}
         e = EventRow
@@ -250,6 +254,7 @@ class NoticeStore:
                 e.notice_id.in_(notice_ids),
                 e.target.is_not(None),
                 e.outcome.in_(outcomes),
+                e.step.not_in(except_steps),
             )
             .group_by(e.notice_id, e.target)
         )

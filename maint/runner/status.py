@@ -27,6 +27,9 @@ from maint.notices import Event, Notice, NoticeStore, TargetState
 FAILED_RECENT = timedelta(hours=24)
 #: Outcomes of the event log that tell of something going wrong.
 ERRORS = frozenset({"retry", "failed", "conflict", "blocked", "foreign", "gave-up", "pending"})
+#: Steps that tell others of a window (webhooks, Alertmanager's silences): their failures
+#: are recorded with the target but never say why the target itself went wrong.
+TELLING = frozenset({"notify", "silence"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,9 @@ def status(store: NoticeStore, *, now: datetime, poll_interval: float) -> Status
     problems: list[str] = []
     windows = []
     notices = store.live(now=now, failed_since=now - FAILED_RECENT)
-    errors = store.last_events([n.id for n in notices if n.targets], outcomes=ERRORS)
+    errors = store.last_events(
+        [n.id for n in notices if n.targets], outcomes=ERRORS, except_steps=TELLING
+    )
     for notice in notices:
         window = _window(notice, errors, now=now)
         windows.append(window)

@@ -17,6 +17,7 @@ from kubernetes.client import CoreV1Api
 from prometheus_client.parser import text_string_to_metric_families
 
 from maint.notices import Event, Notice, NoticeStore, TargetState, new_notice
+from maint.runner.status import status
 from tests.support.processes import FAST_SETTINGS, Stage, maint, maint_env, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
@@ -186,3 +187,25 @@ def test_a_failed_target_behind_201_newer_notices_still_fails_status(store, data
     [problem] = report["problems"]
     assert problem.startswith(f"notice {failed.id} shop/web is FAILED: the selector was changed")
     assert [w["id"] for w in report["windows"]] == [failed.id]
+
+
+def test_a_failed_target_s_last_error_is_why_it_failed_not_a_webhook_or_silence_failure(store):
+    failed = _failed(store, start=NOW - timedelta(hours=6))
+    for step in ("notify", "silence"):  # after the FAILED, with the target set
+        store.record(
+            Event(
+                at=failed.end + timedelta(seconds=1),
+                notice_id=failed.id,
+                target="shop/web",
+                step=step,
+                outcome="failed",
+                detail=f"{step}: HTTP 500",
+            )
+        )
+    report = status(store, now=NOW, poll_interval=60)
+    [window] = report.windows
+    last = window["targets"][0]["last_error"]
+    assert (last["step"], last["outcome"]) == ("restore", "conflict")
+    assert report.problems == [
+        f"notice {failed.id} shop/web is FAILED: the selector was changed by someone else"
+    ]

@@ -419,15 +419,14 @@ class App:
         cluster.create(self.api, manifest)
         return f"{self.settings.build_namespace}/{name}"
 
-    def bypass_link(self, notice_id: int) -> str:
+    def bypass_link(self, notice: Notice) -> str:
         """The path of a notice's bypass link (``page.bypass``); InvalidInput if it has none."""
-        notice = self.store.get(notice_id)
         key = self.settings.bypass_key.get_secret_value()
         if notice.bypass_salt is None:
-            raise InvalidInput(f"notice {notice_id} has no bypass (`notice add --bypass`)")
+            raise InvalidInput(f"notice {notice.id} has no bypass (`notice add --bypass`)")
         if not key:
             raise InvalidInput("MAINT_BYPASS_KEY is not set here: the link cannot be derived")
-        return page_bypass.derive(key, notice_id=notice_id, salt=notice.bypass_salt).link
+        return page_bypass.derive(key, notice_id=notice.id, salt=notice.bypass_salt).link
 
     def restore_overdue(self) -> list[OverdueResult]:
         return restore_overdue(self.api, now=self.clock())

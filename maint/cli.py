@@ -387,7 +387,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
             timezone=args.timezone,
             bypass=args.bypass,
         )
-        link = app.bypass_link(notice.id) if args.bypass else None
+        link = app.bypass_link(notice) if args.bypass else None
         if args.output == "json":
             print(dumps(notice_json(notice, now=now) | ({"bypass_link": link} if link else {})))
         else:
@@ -400,7 +400,7 @@ def _notice(app: App, args: argparse.Namespace) -> int:
         return 0
     if verb == "bypass":
         notice = app.store.get(args.id)
-        print(_bypass_text(notice, app.bypass_link(notice.id)))
+        print(_bypass_text(notice, app.bypass_link(notice)))
         return 0
     if verb == "list":
         _print_notices(app, app.store.recent(), args.output)

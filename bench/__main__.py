@@ -104,10 +104,10 @@ def main() -> int:
                     lab,
                     watch,
                     count=args.large,
-                    # Long enough for 500 switches' follow-ups (events, EndpointSlices) to
+                    # Long enough for the switches' follow-ups (events, EndpointSlices) to
                     # settle before the restores are armed, 10 s before the end.
                     length=60,
-                    # Every page prepared before the start: about 0.35 s each on 2 cores.
+                    # Every page prepared before the start: up to 0.45 s each on 2 cores.
                     first_start_in=45 + 0.45 * args.large,
                     name=f"shared_start_{args.large}",
                 )

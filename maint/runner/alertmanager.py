@@ -1,4 +1,4 @@
-"""The few calls of Alertmanager's v2 API that silences need, over the standard library.
+"""The few calls of Alertmanager's v2 API that silences need (``jsonhttp``).
 
 ``post`` creates a silence, or updates it when the body carries an ``id`` (Alertmanager
 answers with the id it kept: a new one when the change could not be made in place). ``get``
@@ -10,13 +10,12 @@ which the caller retries. The base URL is never put in a message: it may carry c
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from maint.errors import MaintError
+from maint.runner import jsonhttp
 
 
 class AlertmanagerUnavailable(MaintError):
@@ -91,23 +90,19 @@ class Alertmanager:
         return True
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        # The scheme is http(s): Settings refuses any other alertmanager_url.
-        request = urllib.request.Request(  # noqa: S310
-            self.base_url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            text = e.read(300).decode(errors="replace").strip()
+            raw = jsonhttp.request(
+                method,
+                self.base_url + path,
+                body=body,
+                headers={"Accept": "application/json"},
+                timeout=self.timeout,
+            )
+        except jsonhttp.Refused as e:
             if e.code == 404:
-                raise _NotFound(text) from None
-            raise AlertmanagerUnavailable(f"{method} {path}: HTTP {e.code} {text}") from None
-        except (OSError, ValueError) as e:  # refused, reset, timed out, bad URL
+                raise _NotFound(e.text) from None
+            raise AlertmanagerUnavailable(f"{method} {path}: HTTP {e.code} {e.text}") from None
+        except jsonhttp.Unreachable as e:
             raise AlertmanagerUnavailable(f"{method} {path}: {e}") from None
         if not raw.strip():
             return None

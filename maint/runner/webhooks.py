@@ -1,4 +1,4 @@
-"""Webhooks: which format a URL gets, the two message bodies, and one POST over the stdlib.
+"""Webhooks: which format a URL gets, the two message bodies, and one POST (``jsonhttp``).
 
 A URL may carry a token (Slack's is the path itself): it is used only to send. What maint
 logs, records or prints is ``Webhook.shown``, the scheme and host. The format comes from the
@@ -9,9 +9,6 @@ Bodies are built from plain values (``Message``), so they are pure and tested as
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +16,7 @@ from urllib.parse import urlsplit
 
 from maint.errors import MaintError
 from maint.notices.outbox import channel_key
+from maint.runner import jsonhttp
 from maint.settings import webhook_target
 
 Format = Literal["slack", "json"]
@@ -51,21 +49,20 @@ class Webhook:
 
     def post(self, body: dict[str, Any], *, timeout: float) -> None:
         """POST ``body`` as JSON; ``WebhookFailed`` unless it answers 2xx within ``timeout``."""
-        request = urllib.request.Request(  # noqa: S310 - Settings allows http(s) only
-            self.url,
-            data=json.dumps(body, ensure_ascii=False).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-                answer.read(1024)
-        except urllib.error.HTTPError as e:
-            text = self.redact(e.read(200).decode(errors="replace").strip())
+            jsonhttp.request(
+                "POST",
+                self.url,
+                body=body,
+                headers={"User-Agent": USER_AGENT},
+                timeout=timeout,
+                limit=1024,
+            )
+        except jsonhttp.Refused as e:
+            text = self.redact(e.text[:200])
             raise WebhookFailed(f"{self.shown}: HTTP {e.code} {text}".strip()) from None
-        except (OSError, ValueError) as e:  # refused, reset, timed out, TLS
-            reason = getattr(e, "reason", None) or e
-            raise WebhookFailed(f"{self.shown}: {self.redact(str(reason))}") from None
+        except jsonhttp.Unreachable as e:
+            raise WebhookFailed(f"{self.shown}: {self.redact(str(e))}") from None
 
     def redact(self, text: str) -> str:
         """``text`` with anything of the URL beyond scheme and host replaced (an error page

@@ -3,6 +3,10 @@ become notifications, and the setting."""
 
 from __future__ import annotations
 
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +14,7 @@ from pydantic import ValidationError
 
 from maint.notices import Event
 from maint.runner.notify import route
-from maint.runner.webhooks import Message, Webhook, generic_body, slack_body
+from maint.runner.webhooks import Message, Webhook, WebhookFailed, generic_body, slack_body
 from maint.settings import Settings
 
 AT = datetime(2026, 12, 5, 10, 0, 0, 250000, tzinfo=UTC)
@@ -150,3 +154,50 @@ def test_a_webhook_url_without_host_or_with_a_bad_port_is_refused_without_echoin
     with pytest.raises(ValidationError) as refused:
         Settings(webhook_urls=urls)
     assert why in str(refused.value) and "T0KEN" not in str(refused.value)
+
+
+class _Echo500(http.server.BaseHTTPRequestHandler):
+    """Answers every POST 500 with the path it was sent to, as some error pages do."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        answer = f"no hook at {self.path}".encode()
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_500() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo500)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_failed_post_says_the_status_and_host_and_never_the_token(echo_500):
+    hook = Webhook.parse(f"http://127.0.0.1:{echo_500}/hooks/T0KEN-secret")
+    with pytest.raises(WebhookFailed) as failed:
+        hook.post({"text": "x"}, timeout=5)
+    said = str(failed.value)
+    assert said.startswith(f"http://127.0.0.1:{echo_500}: HTTP 500 no hook at")
+    assert "T0KEN" not in said
+
+
+def test_an_unreachable_webhook_is_a_webhook_failure_naming_the_host_only():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hook = Webhook.parse(f"http://127.0.0.1:{port}/hooks/T0KEN-secret")
+    with pytest.raises(WebhookFailed) as failed:
+        hook.post({"text": "x"}, timeout=5)
+    assert str(failed.value).startswith(f"http://127.0.0.1:{port}: ")
+    assert "T0KEN" not in str(failed.value)

@@ -89,7 +89,7 @@ class Volley:
         with self.gate:
             yield
 
-    def _through(self, *, fired: bool) -> None:
+    def _through(self, *, fired: bool, early: bool) -> None:
         with self.changed:
             self.fired += 1
             self.shots += fired
@@ -101,7 +101,7 @@ class Volley:
                     self.at.isoformat(),
                     (self.clock() - self.at).total_seconds(),
                 )
-            if fired:
+            if fired and not early:  # (the rest of an early one's volley waits for the instant)
                 self.changed.wait_for(lambda: self.fired >= self.members, timeout=STRAGGLER_WAIT)
 
 
@@ -130,12 +130,14 @@ class Member:
     def shared(self, what: str, read: Callable[[], T]) -> T:
         return self.volley.shared(what, read)
 
-    def done(self, *, fired: bool = True) -> None:
-        """Through with the PATCH (``fired``) or leaving before it; once. A fired member
-        waits (bounded) until every other member of its volley is through too."""
+    def done(self, *, fired: bool) -> None:
+        """Through with the PATCH (``fired``: one was sent) or leaving without one; once. A
+        member fired at the instant waits (bounded) until every other member of its volley is
+        through too; one woken early by an intent (or fired before the instant) does not."""
         if not self.through:
             self.through = True
-            self.volley._through(fired=fired)
+            early = self.interrupted.is_set() or self.volley.clock() < self.volley.at
+            self.volley._through(fired=fired, early=early)
 
 
 class Instants:

@@ -71,7 +71,8 @@ class Serving:
             except MaintError as e:
                 member.done(fired=False)
                 return self.preparing.failed(item, e)
-            member.done()  # every PATCH of the volley answered: now the follow-ups
+            # Every PATCH of the volley answered: now the follow-ups.
+            member.done(fired=not isinstance(armed, Switched))
         return self._switched(item, result, at=patched_at)
 
     def _arm_switch(self, item: WorkItem) -> tuple[dict[str, str], ServiceInfo]:
@@ -186,7 +187,8 @@ class Serving:
                 with member.firing(), contextlib.suppress(Conflict, NotFound):
                     patched = switch.apply_restore(ctx.api, armed)
                 patched_at = ctx.clock()
-            member.done()  # every PATCH of the volley answered: now the follow-ups
+            # Every PATCH of the volley answered: now the follow-ups.
+            member.done(fired=armed is not None)
         if armed is None or patched is None:
             return self.ending.restore(item)
         restored = switch.hand_back(ctx.api, armed, patched)

@@ -13,6 +13,7 @@ passes for ``maint run``); everything else is real, and every request of maint g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -209,3 +210,20 @@ def test_a_foreign_selector_shortly_before_the_restore_is_armed_is_reported_as_d
     events = [(e.step, e.outcome, e.detail) for e in window.app.store.events(notice_id)]
     drift = [d for step, outcome, d in events if (step, outcome) == ("drift", "foreign")]
     assert len(drift) == 1 and "{'x': 'y'}" in drift[0], events
+
+
+def test_an_armed_restore_that_patched_nothing_is_not_counted_as_fired(window, k8s, proxy, caplog):
+    """The Service deleted before the arming: nothing is armed, nothing fired at the end."""
+    caplog.set_level(logging.INFO, logger="maint.runner.instant")
+    notice_id = _ready(window, length=300)
+    notice = window.notice(notice_id)
+    window.clock.at(notice.start)
+    window.step()
+    assert window.notice(notice_id).targets[0].state is TargetState.ACTIVE
+    CoreV1Api(k8s).delete_namespaced_service("web", window.namespace)
+    since = _arm(window, proxy, notice.end)
+    window.clock.at(notice.end)
+    window.runner.wait_idle()
+    assert [str(e) for e in _requests(proxy, since=since) if e.method == "PATCH"] == []
+    assert window.notice(notice_id).targets[0].state is not TargetState.ACTIVE
+    assert "PATCH(es) armed" not in caplog.text

@@ -12,7 +12,6 @@ plane, the registry, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -31,29 +30,17 @@ WRITTEN = frozenset({"configmaps", "jobs", "pods", "services"})  # what a window
 
 
 @pytest.fixture
-def proxy(control_plane) -> Iterator[ApiProxy]:
-    with ApiProxy(
-        upstream=control_plane.server, ca_file=control_plane.ca_file, token=control_plane.token
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def window_settings() -> dict[str, Any]:
-    return {"build_timeout": 30, "step_retry_delay": 1}
-
-
-@pytest.fixture
-def window(window: Window, proxy, tmp_path) -> Window:
+def window_settings(proxy, tmp_path) -> dict[str, Any]:
     """The shared window, its steps going through the counting proxy."""
-    kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
-    window.app.settings = window.app.settings.model_copy(update={"kubeconfig": str(kubeconfig)})
-    return window
+    return {"kubeconfig": str(proxy.kubeconfig(tmp_path / "kubeconfig")), "step_retry_delay": 1}
 
 
 def _writes(proxy: ApiProxy, *, since: int) -> list[str]:
-    """The window's cluster writes (not its Kubernetes Events) after the ``since``-th request."""
-    return [str(e) for e in proxy.audit.all()[since:] if e.mutating and e.resource in WRITTEN]
+    """The window's cluster writes (not its Kubernetes Events) after the ``since``-th request;
+    the proxy must have seen the window's requests at all, or "no writes" would prove nothing."""
+    seen = proxy.audit.all()
+    assert len(seen) > since, "maint's requests did not go through the counting proxy"
+    return [str(e) for e in seen[since:] if e.mutating and e.resource in WRITTEN]
 
 
 def _job_exists(k8s, window: Window, name: str) -> bool:

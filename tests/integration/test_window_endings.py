@@ -20,7 +20,7 @@ from maint.errors import InvalidInput
 from maint.notices import TargetState
 from maint.runner.housekeeping import ImageJanitor
 from maint.runner.transitions import PREPARE_MARGIN
-from tests.support.faults import ApiProxy, Exchange, Fault
+from tests.support.faults import Exchange, Fault
 from tests.support.kubelet import JobResult
 from tests.support.window import APP_LABELS, Window, leftovers_after, open_window
 
@@ -286,14 +286,6 @@ def test_the_service_recreated_while_active_ends_completed_and_is_left_as_create
     assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
     assert _service(k8s, window).spec.selector == APP_LABELS
     assert leftovers_after(k8s, notice_id) == []
-
-
-@pytest.fixture
-def proxy(control_plane) -> Iterator[ApiProxy]:
-    with ApiProxy(
-        upstream=control_plane.server, ca_file=control_plane.ca_file, token=control_plane.token
-    ) as running:
-        yield running
 
 
 def _pod_reads(exchange: Exchange) -> bool:

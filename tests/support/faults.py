@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from maint.naming import PAGE_LABEL
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -766,3 +768,13 @@ def _close(pipe: _Pipe) -> None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+@pytest.fixture
+def proxy(control_plane: Any) -> Iterator[ApiProxy]:
+    """An ``ApiProxy`` in front of the test's control plane; route maint through it with
+    ``proxy.kubeconfig(path)`` (``window_settings``' ``kubeconfig``)."""
+    with ApiProxy(
+        upstream=control_plane.server, ca_file=control_plane.ca_file, token=control_plane.token
+    ) as running:
+        yield running

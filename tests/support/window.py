@@ -297,7 +297,7 @@ def open_window(
     build_ns = make_build_namespace(k8s)
     make_app(k8s, namespace)
     settings = settings_for(
-        kubeconfig=str(control_plane.kubeconfig),
+        kubeconfig=overrides.pop("kubeconfig", str(control_plane.kubeconfig)),
         database_url=database_url,
         build_namespace=build_ns,
         image_repository=f"{registry.host}/maint-page",

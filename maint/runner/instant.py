@@ -108,10 +108,11 @@ class Volley:
 class Member:
     """One target's place in a volley."""
 
-    def __init__(self, volley: Volley) -> None:
+    def __init__(self, volley: Volley, *, stopping: threading.Event) -> None:
         self.volley = volley
         self.through = False
         self.interrupted = threading.Event()  # an intent came in: stop waiting, decide now
+        self.stopping = stopping  # the runner is shutting down: send nothing
 
     @property
     def at(self) -> datetime:
@@ -149,6 +150,17 @@ class Instants:
         self.volleys: dict[datetime, Volley] = {}
         self.waiting: dict[int, Member] = {}  # target id -> its member, while armed
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def interrupt_all(self) -> None:
+        """The runner is shutting down: wake every armed step now (and any armed from now on at
+        once); none of them sends its PATCH (``Member.stopping``), since its claim is no longer
+        renewed."""
+        with self.lock:
+            self.stopping.set()
+            members = list(self.waiting.values())
+        for member in members:
+            member.interrupted.set()
 
     def interrupt(self, target_id: int) -> bool:
         """Wake the target's armed step now (an intent came in); False if none is armed."""
@@ -169,7 +181,9 @@ class Instants:
                 volley = self.volleys[at] = Volley(at, clock=self.clock, gate=self.gate)
             with volley.changed:
                 volley.members += 1
-            member = self.waiting[target_id] = Member(volley)
+            member = self.waiting[target_id] = Member(volley, stopping=self.stopping)
+            if self.stopping.is_set():
+                member.interrupted.set()
         try:
             yield member
         finally:

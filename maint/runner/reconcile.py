@@ -260,6 +260,7 @@ class Runner:
     def shutdown(self) -> None:
         self._stopping.set()
         self._unlisten()
+        self.steps.stop_armed()  # before their instant, with claims no longer renewed
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.armed_pool.shutdown(wait=False, cancel_futures=True)
 

@@ -20,6 +20,7 @@ from maint.errors import BuildFailed, Conflict, MaintError, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import PageBuild, StepContext, Superseded
 from maint.runner.ending import Ending
+from maint.runner.instant import Member
 from maint.runner.prepare import Preparing, ServiceGone
 from maint.runner.transitions import Step, backoff
 from maint.switch import RestorePlan, Switched, SwitchPlan
@@ -52,7 +53,7 @@ class Serving:
                 item, marker = ctx.armed(item, Step.SWITCH, at=at)
                 labels, service = self._arm_switch(item)
                 armed = self._plan_switch(item, labels, service)
-                if not member.wait() and not member.interrupted.is_set():
+                if not _until_instant(member):
                     return item  # the clock never got there (a test's): the next pass decides
                 fresh = ctx.confirm(item, Step.SWITCH, volley=member, since=marker)
                 if fresh.notice.end != item.notice.end:  # extended a moment ago
@@ -178,7 +179,7 @@ class Serving:
         with ctx.instants.join(at, target_id=item.target.id) as member:
             item, marker = ctx.armed(item, Step.RESTORE, at=at)
             armed = self._arm_restore(item)
-            if not member.wait() and not member.interrupted.is_set():
+            if not _until_instant(member):
                 return item  # the clock never got there (a test's): the next pass decides
             item = ctx.confirm(item, Step.RESTORE, volley=member, since=marker)
             patched = None
@@ -356,6 +357,16 @@ class Serving:
                 "foreign",
                 f"selector is {live}, not the page's {wanted}; left as is, reported",
             )
+
+
+def _until_instant(member: Member) -> bool:
+    """Wait for the instant: True to go on to the confirm (at the instant, or woken early by an
+    intent: the confirm decides), False if the clock never got there. ``Superseded`` when the
+    runner is shutting down: the step's claim is no longer renewed, so nothing may be sent."""
+    woken = member.wait() or member.interrupted.is_set()
+    if member.stopping.is_set():
+        raise Superseded("the runner is shutting down; nothing sent")
+    return woken
 
 
 def _keys(item: WorkItem) -> list[str]:

@@ -94,6 +94,10 @@ class Steps:
         """Wake the target's armed switch or restore now: an intent came in."""
         return self.ctx.instants.interrupt(target_id)
 
+    def stop_armed(self) -> None:
+        """Wake every armed switch and restore, which then send nothing: shutting down."""
+        self.ctx.instants.interrupt_all()
+
     def rollback(
         self, item: WorkItem, *, reason: str, to: TargetState = TargetState.ROLLED_BACK
     ) -> WorkItem:

@@ -227,3 +227,16 @@ def test_an_armed_restore_that_patched_nothing_is_not_counted_as_fired(window, k
     assert [str(e) for e in _requests(proxy, since=since) if e.method == "PATCH"] == []
     assert window.notice(notice_id).targets[0].state is not TargetState.ACTIVE
     assert "PATCH(es) armed" not in caplog.text
+
+
+def test_a_runner_shut_down_while_a_switch_is_armed_sends_no_patch_at_the_start(window, k8s, proxy):
+    """Its claim is no longer renewed after the shutdown: the armed step leaves unfired."""
+    notice_id = _ready(window)
+    start = window.notice(notice_id).start
+    since = _arm(window, proxy, start)
+    window.runner.shutdown()
+    window.clock.at(start)
+    window.runner.wait_idle()
+    assert [str(e) for e in _requests(proxy, since=since) if e.method == "PATCH"] == []
+    assert _selector(k8s, window) == APP_LABELS
+    assert window.notice(notice_id).targets[0].state is TargetState.READY

@@ -122,6 +122,10 @@ class Notice:
     pause_reconcilers: bool = False
     bypass_salt: str | None = None
 
+    def target_named(self, name: str) -> Target | None:
+        """The target ``NAMESPACE/SERVICE`` of this notice, if it has one."""
+        return next((t for t in self.targets if str(t.ref) == name), None)
+
     def state(self, now: datetime) -> str:
         """The notice's state, derived from its targets (or the clock for announcements)."""
         if not self.maintenance or not self.targets:

@@ -27,6 +27,7 @@ from datetime import datetime
 from maint.errors import MaintError
 from maint.notices import Event, Notice, NoticeStore
 from maint.notices.outbox import Delivery, Routing
+from maint.runner import outcomes
 from maint.runner.transitions import backoff
 from maint.runner.webhooks import Message, Webhook, WebhookFailed, body
 from maint.settings import Settings
@@ -216,7 +217,7 @@ class Notifier:
 
     def _message(self, delivery: Delivery) -> Message:
         notice = self.store.get(delivery.notice_id)
-        target = next((t for t in notice.targets if str(t.ref) == delivery.target), None)
+        target = notice.target_named(delivery.target)
         return Message(
             kind=delivery.kind,
             notice_id=notice.id,
@@ -253,16 +254,14 @@ class Notifier:
         return None
 
     def _record(self, delivery: Delivery, outcome: str, detail: str) -> None:
-        try:
-            self.store.record(
-                Event(
-                    at=self.clock(),
-                    notice_id=delivery.notice_id,
-                    target=delivery.target,
-                    step="notify",
-                    outcome=outcome,
-                    detail=detail,
-                )
-            )
-        except MaintError as e:
-            log.warning("notify %s of notice %s not recorded: %s", outcome, delivery.notice_id, e)
+        outcomes.record(
+            self.store,
+            Event(
+                at=self.clock(),
+                notice_id=delivery.notice_id,
+                target=delivery.target,
+                step="notify",
+                outcome=outcome,
+                detail=detail,
+            ),
+        )

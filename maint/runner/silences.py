@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from maint.errors import MaintError
 from maint.notices import Event, Notice, NoticeStore
+from maint.runner import outcomes
 from maint.runner.alertmanager import Alertmanager, Silence
 from maint.runner.transitions import backoff
 from maint.settings import SILENCE_MATCHER, Settings
@@ -175,7 +176,7 @@ class Silences:
 
     def _ensure(self, job: Job) -> None:
         notice = self.store.get(job.notice_id)
-        target = next((t for t in notice.targets if str(t.ref) == job.target), None)
+        target = notice.target_named(job.target)
         ends_at = notice.end + self.margin
         if target is None or target.state.terminal or self.clock() >= ends_at:
             return  # the window is over: a silence now would hide real alerts
@@ -251,26 +252,17 @@ class Silences:
         return found
 
     def _record(self, job: Job, outcome: str, detail: str) -> None:
-        try:
-            self.store.record(
-                Event(
-                    at=self.clock(),
-                    notice_id=job.notice_id,
-                    target=job.target,
-                    step="silence",
-                    outcome=outcome,
-                    detail=detail,
-                )
-            )
-        except MaintError as e:
-            log.warning(
-                "silence %s for notice %s %s not recorded: %s (%s)",
-                outcome,
-                job.notice_id,
-                job.target,
-                e,
-                detail,
-            )
+        outcomes.record(
+            self.store,
+            Event(
+                at=self.clock(),
+                notice_id=job.notice_id,
+                target=job.target,
+                step="silence",
+                outcome=outcome,
+                detail=detail,
+            ),
+        )
 
 
 def _comment_prefix(job: Job) -> str:

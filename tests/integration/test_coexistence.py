@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,8 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 from maint import cluster, naming
 from maint.cli import main
 from maint.notices import TargetState
-from tests.support.kubelet import JobResult
 from tests.support.processes import ready_endpoints, wait_until
-from tests.support.window import APP_LABELS, Window, leftovers_after, open_window
+from tests.support.window import APP_LABELS, ON_SQLITE, Window, leftovers_after
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -44,21 +42,8 @@ APPLY = "application/apply-patch+yaml"  # server-side apply
 
 
 @pytest.fixture
-def window(
-    control_plane, k8s, kubelet, namespace, oci_registry, tmp_path: Path
-) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=f"sqlite:///{tmp_path / 'maint.db'}",
-        registry=oci_registry,
-        poll_interval=1,
-    ) as w:
-        yield w
+def window_settings() -> dict[str, Any]:
+    return {"poll_interval": 1}
 
 
 def _active(window: Window, *, service: str = "web") -> tuple[int, str]:
@@ -89,6 +74,7 @@ def _merge_original(core: CoreV1Api, namespace: str, service: str) -> dict[str, 
     return dict(core.read_namespaced_service(service, namespace).spec.selector)
 
 
+@ON_SQLITE
 def test_a_merge_based_revert_gives_the_app_back_and_is_reported_not_fought(window, k8s):
     core = CoreV1Api(k8s)
     ns = window.namespace
@@ -177,6 +163,7 @@ def _owned(core: CoreV1Api, namespace: str) -> dict[str, set[str]]:
     return owned
 
 
+@ON_SQLITE
 def test_no_replicaset_adopts_the_page_pod(window, k8s):
     core, apps = CoreV1Api(k8s), AppsV1Api(k8s)
     ns = window.namespace
@@ -230,6 +217,7 @@ def _helm_service(namespace: str, *, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
+@ON_SQLITE
 def test_helm_applies_server_side_after_the_window_without_force(window, k8s):
     core = CoreV1Api(k8s)
     ns = window.namespace
@@ -253,6 +241,7 @@ def test_helm_applies_server_side_after_the_window_without_force(window, k8s):
     assert service.spec.selector == APP_LABELS
 
 
+@ON_SQLITE
 def test_a_selector_whose_keys_changed_since_the_page_pod_was_made_is_not_switched(window, k8s):
     """The page Pod is labelled at preparation for the selector's keys then; a selector with
     other keys at the start would not select it: the switch is refused, the Service left as is."""
@@ -313,6 +302,7 @@ def test_notice_add_refuses_a_selector_on_maints_own_label_keys(
     assert json.loads(capsys.readouterr().out) == []
 
 
+@ON_SQLITE
 def test_a_window_an_older_release_switched_is_restored_after_the_upgrade(window, k8s):
     """A release before this shape switched to ``{managed-by: maint, maint.io/page: NAME}``:
     the runner that takes over after the upgrade restores that selector at the end, it does
@@ -340,6 +330,7 @@ def test_a_window_an_older_release_switched_is_restored_after_the_upgrade(window
     assert leftovers_after(k8s, notice_id) == []
 
 
+@ON_SQLITE
 def test_an_annotation_added_between_the_switchs_read_and_its_patch_is_kept(window, k8s):
     """The Service has no annotations when the switch reads it, so the patch adds maint's as
     the whole annotations map; someone annotating it just before the patch lands must not lose

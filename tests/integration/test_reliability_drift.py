@@ -14,7 +14,7 @@ the real control plane and PostgreSQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client import CoreV1Api
@@ -23,31 +23,18 @@ from kubernetes.client.exceptions import ApiException
 from maint import naming
 from maint.notices import TargetState
 from maint.settings import Settings
-from tests.support.kubelet import JobResult
 from tests.support.processes import ready_endpoints, wait_until
 from tests.support.window import (
     APP_LABELS,
-    Window,
-    open_window,
+    ON_POSTGRESQL,
 )
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry, pytest.mark.postgres]
 
 
 @pytest.fixture
-def window(control_plane, k8s, kubelet, namespace, postgres_url, oci_registry) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=postgres_url,
-        registry=oci_registry,
-        poll_interval=1,
-    ) as w:
-        yield w
+def window_settings() -> dict[str, Any]:
+    return {"poll_interval": 1}
 
 
 def _delete_and_wait_gone(k8s, namespace: str, pod: str) -> None:
@@ -65,6 +52,7 @@ def _delete_and_wait_gone(k8s, namespace: str, pod: str) -> None:
 
 
 @pytest.mark.parametrize("phase", ["before start", "during the window"])
+@ON_POSTGRESQL
 def test_a_deleted_page_pod_is_back_after_one_pass(window, k8s, phase):
     notice = window.add(start_in=600, length=600)
     window.step()
@@ -160,6 +148,7 @@ def test_a_running_maint_at_the_default_poll_brings_a_lost_page_pod_back_within_
         print(f"\ndrift: a {lost} page Pod was back and Ready {took:.2f}s later (poll {poll:.0f}s)")
 
 
+@ON_POSTGRESQL
 def test_a_foreign_selector_is_reported_once_and_never_overwritten(window, k8s):
     notice = window.add(start_in=600, length=600)
     window.step()

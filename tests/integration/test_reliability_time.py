@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,12 +21,10 @@ from sqlalchemy import create_engine
 from maint.app import App, notice_json
 from maint.notices import Notice, TargetState
 from maint.settings import Settings
-from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
 from tests.support.window import (
     APP_LABELS,
-    Window,
-    open_window,
+    ON_POSTGRESQL,
 )
 
 # --- offsets ----------------------------------------------------------------------------------
@@ -141,25 +138,11 @@ def test_the_page_shows_local_times_across_daylight_saving_changes(
 # --- late wake-ups ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def window(control_plane, k8s, kubelet, namespace, postgres_url, oci_registry) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=postgres_url,
-        registry=oci_registry,
-    ) as w:
-        yield w
-
-
 @pytest.mark.k8s
 @pytest.mark.registry
 @pytest.mark.postgres
 @pytest.mark.parametrize("wakes", ["after end", "after end + grace"])
+@ON_POSTGRESQL
 def test_a_scheduler_that_wakes_late_still_performs_the_end(window, k8s, wakes):
     notice = window.add(start_in=600, length=600)
     window.step()
@@ -180,6 +163,7 @@ def test_a_scheduler_that_wakes_late_still_performs_the_end(window, k8s, wakes):
 @pytest.mark.k8s
 @pytest.mark.registry
 @pytest.mark.postgres
+@ON_POSTGRESQL
 def test_a_window_whose_whole_time_was_slept_through_is_rolled_back_untouched(window, k8s):
     notice = window.add(start_in=600, length=600)
     window.clock.at(notice.end + timedelta(minutes=1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from kubernetes.client import BatchV1Api, CoreV1Api
@@ -28,20 +29,8 @@ pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
 
 @pytest.fixture
-def window(control_plane, k8s, namespace, database_url, oci_registry, kubelet) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        build_timeout=5,
-        step_retry_delay=1,
-    ) as w:
-        yield w
+def window_settings() -> dict[str, Any]:
+    return {"build_timeout": 5, "step_retry_delay": 1}
 
 
 def _active(window: Window, **fields) -> int:

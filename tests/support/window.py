@@ -316,6 +316,11 @@ def open_window(
         CoreV1Api(k8s).delete_namespace(build_ns)
 
 
+# A test of the shared ``window`` on one database only (the fixture's default is both).
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def window_settings() -> dict[str, Any]:
     """Settings of this module's ``window`` (override the fixture in a module)."""

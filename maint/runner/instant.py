@@ -42,13 +42,13 @@ class Volley:
         self.clock = clock
         self.gate = gate
         self.members = 0
-        self.fired = 0  # members through (fired or left)
-        self.shots = 0  # of which fired
+        self.through = 0  # members through (fired or left)
+        self.fired = 0  # of which fired
         self.changed = threading.Condition()
         self.reading = threading.Lock()
         self.reads: dict[str, object] = {}
 
-    def wait(self, *, stop: threading.Event | None = None) -> bool:
+    def wait(self, *, stop: threading.Event) -> bool:
         """Sleep until the instant; False if the clock never got there (see the module text) or
         ``stop`` was set meanwhile (an intent came in: decide again now)."""
         left = (self.at - self.clock()).total_seconds()
@@ -56,12 +56,8 @@ class Volley:
         while left > 0:
             if time.monotonic() > give_up:
                 return False
-            nap = min(left, NAP)
-            if stop is not None:
-                if stop.wait(nap):
-                    return False
-            else:
-                time.sleep(nap)
+            if stop.wait(min(left, NAP)):
+                return False
             left = (self.at - self.clock()).total_seconds()
         return True
 
@@ -91,18 +87,18 @@ class Volley:
 
     def _through(self, *, fired: bool, early: bool) -> None:
         with self.changed:
-            self.fired += 1
-            self.shots += fired
+            self.through += 1
+            self.fired += fired
             self.changed.notify_all()
-            if self.fired == self.members and self.shots:
+            if self.through == self.members and self.fired:
                 log.info(
                     "%d PATCH(es) armed for %s answered %+.3fs from it",
-                    self.shots,
+                    self.fired,
                     self.at.isoformat(),
                     (self.clock() - self.at).total_seconds(),
                 )
             if fired and not early:  # (the rest of an early one's volley waits for the instant)
-                self.changed.wait_for(lambda: self.fired >= self.members, timeout=STRAGGLER_WAIT)
+                self.changed.wait_for(lambda: self.through >= self.members, timeout=STRAGGLER_WAIT)
 
 
 class Member:
@@ -113,10 +109,6 @@ class Member:
         self.through = False
         self.interrupted = threading.Event()  # an intent came in: stop waiting, decide now
         self.stopping = stopping  # the runner is shutting down: send nothing
-
-    @property
-    def at(self) -> datetime:
-        return self.volley.at
 
     def wait(self) -> bool:
         """Until the instant: False if interrupted or the clock never got there."""
@@ -144,9 +136,9 @@ class Member:
 class Instants:
     """The volleys of one runner, by instant."""
 
-    def __init__(self, *, clock: Callable[[], datetime], firing: int = FIRING) -> None:
+    def __init__(self, *, clock: Callable[[], datetime]) -> None:
         self.clock = clock
-        self.gate = threading.Semaphore(firing)
+        self.gate = threading.Semaphore(FIRING)
         self.volleys: dict[datetime, Volley] = {}
         self.waiting: dict[int, Member] = {}  # target id -> its member, while armed
         self.lock = threading.Lock()
@@ -162,14 +154,13 @@ class Instants:
         for member in members:
             member.interrupted.set()
 
-    def interrupt(self, target_id: int) -> bool:
-        """Wake the target's armed step now (an intent came in); False if none is armed."""
+    def interrupt(self, target_id: int, *, now: datetime) -> None:
+        """Wake the target's armed step now (an intent came in), if one waits for an instant
+        after ``now`` (at its instant it is firing, and confirms anyway)."""
         with self.lock:
             member = self.waiting.get(target_id)
-        if member is None:
-            return False
-        member.interrupted.set()
-        return True
+        if member is not None and now < member.volley.at:
+            member.interrupted.set()
 
     @contextmanager
     def join(self, at: datetime, *, target_id: int) -> Iterator[Member]:
@@ -191,5 +182,5 @@ class Instants:
             with self.lock, volley.changed:
                 if self.waiting.get(target_id) is member:
                     del self.waiting[target_id]
-                if volley.fired >= volley.members and self.volleys.get(at) is volley:
+                if volley.through >= volley.members and self.volleys.get(at) is volley:
                     del self.volleys[at]

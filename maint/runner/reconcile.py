@@ -73,7 +73,7 @@ class Runner:
     ``metrics`` (default: a registry of its own) times the steps and counts the claims and API
     errors; its ``observe`` belongs among the steps' observers (``App.runner`` puts it there).
 
-    A READY target whose start is at most ``arm_ahead`` seconds away gets its switch armed
+    A READY target whose start is at most ``ARM_AHEAD`` seconds away gets its switch armed
     (``Serving.switch`` with ``at``): claimed, read and computed now, its PATCH sent at the
     start by the thread that waits for it. The same for an ACTIVE target's restore at its end.
     Armed steps run on a pool of their own, so a shared start never waits for a free worker.
@@ -93,7 +93,6 @@ class Runner:
         wake_at: Callable[[datetime], None] = lambda _moment: None,
         sweep_in_pass: bool = True,
         metrics: Metrics | None = None,
-        arm_ahead: float = ARM_AHEAD,
     ) -> None:
         self.api = api
         self.store = store
@@ -104,9 +103,8 @@ class Runner:
         self.owner = claims.owner
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="step")
         self.armed_pool = ThreadPoolExecutor(max_workers=ARMED_WORKERS, thread_name_prefix="armed")
-        self.arm_ahead = timedelta(seconds=arm_ahead)
+        self.arm_ahead = timedelta(seconds=ARM_AHEAD)
         self.running: dict[int, Future[None]] = {}
-        self.armed: dict[int, datetime] = {}  # target id -> the instant its running step awaits
         self.lock = threading.Lock()
         self.pass_lock = threading.Lock()
         self.reported: set[tuple[int, str]] = set()
@@ -234,10 +232,8 @@ class Runner:
         """A step armed for an instant while something else is due now (an operator cancelled
         or ended the window) or its page Pod is gone (``urgent``): wake it, it decides again
         at once."""
-        with self.lock:
-            at = self.armed.get(item.target.id)
-        if at is not None and now < at and (step is not Step.OBSERVE or urgent):
-            self.steps.interrupt(item.target.id)
+        if step is not Step.OBSERVE or urgent:
+            self.steps.interrupt(item.target.id, now=now)
 
     def _observe_due(self, target_id: int, now: datetime) -> bool:
         """Observe (drift, refresh) once per poll interval, not on every wake-up pass:
@@ -294,7 +290,6 @@ class Runner:
             if at is None:
                 self.running[target_id] = self.pool.submit(self._claim_and_work, item, step)
             else:
-                self.armed[target_id] = at
                 self.running[target_id] = self.armed_pool.submit(
                     self._claim_and_work, item, step, at
                 )
@@ -336,7 +331,6 @@ class Runner:
                     log.warning("cannot release the claim on %s: %s", item.target.ref, e)
             with self.lock:
                 self.running.pop(target_id, None)
-                self.armed.pop(target_id, None)
                 rerun, self.rerun = self.rerun, False
             if rerun:
                 self.wake_at(self.clock())

@@ -90,9 +90,10 @@ class Steps:
             return self.serving.restore_at(item, at=at)
         return self.ending.restore(item, forced=forced)
 
-    def interrupt(self, target_id: int) -> bool:
-        """Wake the target's armed switch or restore now: an intent came in."""
-        return self.ctx.instants.interrupt(target_id)
+    def interrupt(self, target_id: int, *, now: datetime) -> None:
+        """Wake the target's armed switch or restore now, if its instant is after ``now``: an
+        intent came in."""
+        self.ctx.instants.interrupt(target_id, now=now)
 
     def stop_armed(self) -> None:
         """Wake every armed switch and restore, which then send nothing: shutting down."""

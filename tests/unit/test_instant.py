@@ -22,7 +22,7 @@ def _through_in(instants: Instants, at: datetime, *, interrupted: bool) -> float
         instants.join(at, target_id=1) as member,
     ):
         if interrupted:
-            instants.interrupt(1)
+            instants.interrupt(1, now=NOW - timedelta(seconds=1))
         began = time.monotonic()
         member.done(fired=True)
         return time.monotonic() - began

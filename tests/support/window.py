@@ -125,6 +125,7 @@ class Window:
     build_namespace: str
     lines: list[str] = field(default_factory=list)
     _runner: Runner | None = None
+    _closed: bool = False
 
     @property
     def runner(self) -> Runner:
@@ -211,6 +212,11 @@ class Window:
         return self.app.steps().plan_page(self.item(notice_id)).name
 
     def close(self) -> None:
+        """Stop the runner and close the App (which sends what its observers queued); a
+        test may call it before the fixture does."""
+        if self._closed:
+            return
+        self._closed = True
         if self._runner is not None:
             self._runner.shutdown()
         self.app.close()

@@ -40,7 +40,7 @@ SWEEPS_KEPT = timedelta(days=1)  # a replica's heartbeat row is dropped a day af
 @dataclass(frozen=True)
 class Routing:
     """Which events become notifications (``route``) and for which webhooks (``channels``,
-    the keys ``channel_key`` gives their URLs)."""
+    the keys ``channel_key`` gives their URLs: at least one; no webhooks, no ``Routing``)."""
 
     channels: tuple[str, ...]
     route: Route
@@ -51,15 +51,12 @@ class Delivery:
     """A notification this replica holds the lease of, with the event it tells of."""
 
     id: int
-    channel: str
     notice_id: int
     target: str
     kind: str
     attempts: int  # this one included
-    created_at: datetime
     event_id: int
-    event_at: datetime
-    event_detail: str
+    event: Event
     age: float  # seconds since it was queued, by the database's clock
 
 
@@ -85,8 +82,9 @@ class Outbox:
 
     # --- in the event's transaction -----------------------------------------------------
     def enqueue(self, session: Session, row: EventRow, event: Event) -> None:
-        """Queue the notifications of ``event`` (just added as ``row``), if it is a milestone."""
-        if self.routing is None or not self.routing.channels or event.target is None:
+        """Queue the notifications of ``event`` (just added as ``row``), if it is a milestone
+        (``route`` answers None for every other event, and for one without a target)."""
+        if self.routing is None:  # no webhooks
             return
         routed = self.routing.route(event)
         if routed is None:
@@ -160,17 +158,6 @@ class Outbox:
             gave_up = session.scalar(select(func.count()).where(n.gave_up_at.is_not(None)))
             return Backlog(pending=int(pending or 0), gave_up=int(gave_up or 0))
 
-    def deliveries(self, notice_id: int) -> list[tuple[str, str, str, bool]]:
-        """(channel, target, kind, sent) of each notification of a notice, in order."""
-        n = NotificationRow
-        with self._sessions() as session:
-            rows = session.execute(
-                select(n.channel, n.target, n.kind, n.sent_at.is_not(None))
-                .where(n.notice_id == notice_id)
-                .order_by(n.id)
-            ).all()
-        return [(channel, target, kind, bool(sent)) for channel, target, kind, sent in rows]
-
     def _finish(
         self,
         delivery: Delivery,
@@ -193,25 +180,31 @@ class Outbox:
 
     def _delivery(self, session: Session, notification_id: int) -> Delivery:
         n, e = NotificationRow, EventRow
-        row = session.execute(
-            select(n, e.at, e.detail, self._now(0.0))
-            .join(e, e.id == n.event_id)
-            .where(n.id == notification_id)
+        found, told, now = session.execute(
+            select(n, e, self._now(0.0)).join(e, e.id == n.event_id).where(n.id == notification_id)
         ).one()
-        found, at, detail, now = row
         return Delivery(
             id=found.id,
-            channel=found.channel,
             notice_id=found.notice_id,
             target=found.target,
             kind=found.kind,
             attempts=found.attempts,
-            created_at=found.created_at,
             event_id=found.event_id,
-            event_at=at,
-            event_detail=detail,
+            event=event_of(told),
             age=(now.replace(tzinfo=UTC) - found.created_at).total_seconds(),
         )
+
+
+def event_of(row: EventRow) -> Event:
+    """The event a row of the event log holds (``NoticeStore.events`` and the outbox's)."""
+    return Event(
+        at=row.at,
+        notice_id=row.notice_id,
+        target=row.target,
+        step=row.step,
+        outcome=row.outcome,
+        detail=row.detail,
+    )
 
 
 class SweepLog:

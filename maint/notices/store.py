@@ -42,7 +42,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from maint.errors import ClaimLost, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from maint.notices.models import EventRow, NoticeRow, TargetRow
-from maint.notices.outbox import Outbox, Routing, SweepLog
+from maint.notices.outbox import Outbox, Routing, SweepLog, event_of
 from maint.notices.types import (
     IN_FLIGHT_STATES,
     Event,
@@ -260,7 +260,7 @@ class NoticeStore:
         )
         with self._session() as session:
             rows = session.scalars(select(e).where(e.id.in_(last)))
-            return {(r.notice_id, r.target): _event(r) for r in rows if r.target is not None}
+            return {(r.notice_id, r.target): event_of(r) for r in rows if r.target is not None}
 
     def set_window(
         self,
@@ -525,7 +525,7 @@ class NoticeStore:
             rows = session.scalars(
                 select(EventRow).where(EventRow.notice_id == notice_id).order_by(EventRow.id)
             )
-            return [_event(r) for r in rows]
+            return [event_of(r) for r in rows]
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -816,17 +816,6 @@ def _event_row(event_: Event) -> EventRow:
         step=event_.step,
         outcome=event_.outcome,
         detail=event_.detail[:4000],
-    )
-
-
-def _event(row: EventRow) -> Event:
-    return Event(
-        at=row.at,
-        notice_id=row.notice_id,
-        target=row.target,
-        step=row.step,
-        outcome=row.outcome,
-        detail=row.detail,
     )
 
 

@@ -228,21 +228,21 @@ class Notifier:
             planned_end=notice.end,
             # The milestone's own time where it is the switch or the restore: the target's
             # columns are written a moment later (after the endpoints and the cleanup).
-            actual_start=delivery.event_at
+            actual_start=delivery.event.at
             if delivery.kind == "switched"
             else (target.actual_start if target else None),
-            actual_end=delivery.event_at
+            actual_end=delivery.event.at
             if delivery.kind == "restored"
             else (target.actual_end if target else None),
-            at=delivery.event_at,
+            at=delivery.event.at,
             error=self._error(delivery, notice),
-            detail=delivery.event_detail,
+            detail=delivery.event.detail,
             delivery=f"maint-{delivery.event_id}-{delivery.kind}",
         )
 
     def _error(self, delivery: Delivery, notice: Notice) -> str | None:
         if delivery.kind in FAILURES:
-            return delivery.event_detail
+            return delivery.event.detail
         if delivery.kind == "rolled-back":
             # Why is in the `rollback started` line before it; a vanished Service says it here.
             why = [
@@ -250,7 +250,7 @@ class Notifier:
                 for e in self.store.events(notice.id)
                 if e.target == delivery.target and (e.step, e.outcome) == ("rollback", "started")
             ]
-            return why[-1] if why else delivery.event_detail
+            return why[-1] if why else delivery.event.detail
         return None
 
     def _record(self, delivery: Delivery, outcome: str, detail: str) -> None:

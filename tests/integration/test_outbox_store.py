@@ -15,6 +15,7 @@ from alembic.config import Config
 from maint.notices import Event, NoticeStore, TargetState, new_notice
 from maint.notices.outbox import Routing, channel_key
 from maint.notices.store import _MIGRATIONS
+from tests.support.outbox import deliveries
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CHANNELS = (channel_key("https://a.example/x"), channel_key("https://b.example/y"))
@@ -66,7 +67,7 @@ def _event(notice_id: int, step: str, outcome: str, detail: str = "") -> Event:
     )
 
 
-def test_a_milestone_is_queued_once_per_webhook_in_the_events_transaction(store):
+def test_a_milestone_is_queued_once_per_webhook_in_the_events_transaction(store, database_url):
     notice_id, target_id, target = _target(store)
     store.record(_event(notice_id, "switch", "ok", "selector ... (+0.1s from start)"))
     store.record(_event(notice_id, "switch", "already"))  # a retry after a crash: no second
@@ -80,7 +81,7 @@ def test_a_milestone_is_queued_once_per_webhook_in_the_events_transaction(store)
     )
     store.record(_event(notice_id, "drift", "foreign", "selector is {'x': 'y'}, not ... again"))
     store.record(_event(notice_id, "drift", "foreign", "selector is {'x': 'z'}, not ..."))
-    queued = store.outbox.deliveries(notice_id)
+    queued = deliveries(database_url, notice_id)
     assert [(c, k) for c, _, k, _ in queued] == [
         (CHANNELS[0], "switched"),
         (CHANNELS[1], "switched"),
@@ -97,6 +98,7 @@ def test_a_notification_is_leased_to_one_sender_until_sent_or_its_lease_passes(s
     store.record(_event(notice_id, "restore", "ok"))
     a = store.outbox.claim(channel=CHANNELS[0], owner="a", lease=1.0)
     assert a is not None and a.kind == "restored" and a.attempts == 1
+    assert a.event == _event(notice_id, "restore", "ok")  # the event it tells of, as recorded
     assert store.outbox.claim(channel=CHANNELS[0], owner="b", lease=1.0) is None
     time.sleep(1.2)  # a died holding it: the lease passes
     b = store.outbox.claim(channel=CHANNELS[0], owner="b", lease=30.0)

@@ -20,6 +20,7 @@ from maint.notices import TargetState
 from maint.runner.notify import lease_for
 from maint.runner.transitions import PREPARE_MARGIN
 from tests.support.kubelet import JobResult
+from tests.support.outbox import deliveries
 from tests.support.processes import (
     MaintRun,
     Stage,
@@ -131,7 +132,7 @@ def test_each_milestone_is_told_once_to_each_webhook_in_its_format(stage, receiv
     assert "given back to the app" in slack[1].body["text"]
     assert target in slack[0].body["text"]
 
-    assert all(sent for *_, sent in stage.app.store.outbox.deliveries(notice.id))
+    assert all(sent for *_, sent in deliveries(stage.database_url, notice.id))
     assert len(receiver.all()) == 4, "a notification was attempted more than once"
     log = run.output()
     assert f"webhook http://127.0.0.1:{receiver.port} told switched" in log

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from maint import build, cluster, naming, switch
+from maint.cluster import ServiceInfo
 from maint.errors import Conflict, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import PRE_SWITCH, StepContext
@@ -48,13 +49,10 @@ class Ending:
                 service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
             except NotFound:
                 return self.gone(item, why=f"Service {ref} was deleted")
-            saved = switch.saved_state(service)
-            original = item.target.original_selector or (saved[0] if saved else None)
-            if original is None:
+            selectors = self.selectors(item, service)
+            if selectors is None:
                 raise Conflict(f"no original selector recorded for {ref}; restore it by hand")
-            page = naming.page_selector(name=item.target.pod, keys=original)
-            if service.selector == naming.legacy_page_selector(name=item.target.pod):
-                page = service.selector  # switched by a release before the page kept the keys
+            original, page = selectors
             try:
                 result = switch.restore(ctx.api, ref=ref, page=page, original=original)
             except NotFound:
@@ -78,6 +76,23 @@ class Ending:
             changes=TargetUpdate(actual_end=ctx.clock(), forced=forced or None),
             then=("complete", "ok", "forced restore" if forced else ""),
         )
+
+    def selectors(
+        self, item: WorkItem, service: ServiceInfo
+    ) -> tuple[dict[str, str], dict[str, str]] | None:
+        """What a restore of ``service`` gives back and the page's selector it replaces: the
+        original recorded at the switch (else saved on the Service), and the page's selector
+        as it is on a switched Service (the older release's shape without the app's keys
+        included). None when no original selector is known."""
+        assert item.target.pod is not None
+        saved = switch.saved_state(service)
+        original = item.target.original_selector or (saved[0] if saved else None)
+        if original is None:
+            return None
+        page = naming.page_selector(name=item.target.pod, keys=original)
+        if service.selector == naming.legacy_page_selector(name=item.target.pod):
+            page = service.selector  # switched by a release before the page kept the keys
+        return original, page
 
     def rollback(
         self, item: WorkItem, *, reason: str, to: TargetState = TargetState.ROLLED_BACK

@@ -79,14 +79,8 @@ class Serving:
     def _arm_switch(self, item: WorkItem) -> tuple[dict[str, str], ServiceInfo]:
         """Before the instant: the page Pod Ready (its labels), the Service as it is now. (The
         runner decided the switch due at ``at`` from the target read under the claim.)"""
-        ctx = self.ctx
-        ref = item.target.ref
         pod = self._page(item, step=Step.OBSERVE)
-        try:
-            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
-        except NotFound:
-            raise ServiceGone(f"Service {ref} was deleted") from None
-        return pod.labels, service
+        return pod.labels, self.preparing.service(item)
 
     def _plan_switch(
         self, item: WorkItem, labels: dict[str, str], service: ServiceInfo
@@ -198,16 +192,14 @@ class Serving:
     def _arm_restore(self, item: WorkItem) -> RestorePlan | None:
         ctx = self.ctx
         ref = item.target.ref
-        assert item.target.pod is not None
         try:
             service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
         except NotFound:
             return None
-        saved = switch.saved_state(service)
-        original = item.target.original_selector or (saved[0] if saved else None)
-        if original is None:
+        selectors = self.ending.selectors(item, service)
+        if selectors is None:
             return None
-        page = naming.page_selector(name=item.target.pod, keys=original)
+        original, page = selectors
         return switch.plan_restore(service, page=page, original=original)
 
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:

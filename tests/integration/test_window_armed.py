@@ -13,6 +13,7 @@ passes for ``maint run``); everything else is real, and every request of maint g
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -240,3 +241,38 @@ def test_a_runner_shut_down_while_a_switch_is_armed_sends_no_patch_at_the_start(
     assert [str(e) for e in _requests(proxy, since=since) if e.method == "PATCH"] == []
     assert _selector(k8s, window) == APP_LABELS
     assert window.notice(notice_id).targets[0].state is TargetState.READY
+
+
+def test_an_armed_restore_of_a_window_an_older_release_switched_sends_its_patch_first(
+    window, k8s, proxy
+):
+    """The older release's page selector (``naming.legacy_page_selector``, without the app's
+    keys) is armed for the end too, as the usual restore gives it back."""
+    core, ns = CoreV1Api(k8s), window.namespace
+    notice_id = _ready(window, length=300)
+    notice = window.notice(notice_id)
+    window.clock.at(notice.start)
+    window.step()
+    pod = window.notice(notice_id).targets[0].pod
+    legacy = naming.legacy_page_selector(name=pod)
+    core.patch_namespaced_pod(pod, ns, {"metadata": {"labels": legacy}})
+    core.patch_namespaced_service(
+        "web",
+        ns,
+        [
+            {"op": "replace", "path": "/spec/selector", "value": legacy},
+            {
+                "op": "replace",
+                "path": "/metadata/annotations/maint.io~1page-selector",
+                "value": json.dumps(legacy, sort_keys=True),
+            },
+        ],
+    )
+    since = _arm(window, proxy, notice.end)
+    window.clock.at(notice.end)
+    window.runner.wait_idle()
+    first = _requests(proxy, since=since)[0]
+    assert (first.method, first.resource, first.name) == ("PATCH", "services", "web")
+    assert {"op": "test", "path": "/spec/selector", "value": legacy} in first.json_body()
+    assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
+    assert _selector(k8s, window) == APP_LABELS

@@ -21,9 +21,8 @@ from maint import naming
 from maint.notices import TargetState
 from maint.runner import restore_overdue
 from maint.switch.netpol import selects
-from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
-from tests.support.window import APP_LABELS, Window, leftovers_after, open_window
+from tests.support.window import APP_LABELS, Window, leftovers_after
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -41,10 +40,10 @@ def window_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def window(window: Window, k8s, namespace) -> Window:
-    """The shared window, in a namespace that denies all ingress but the app's."""
+def default_deny(window: Window, k8s, namespace) -> None:
+    """The window's namespace denies all ingress but the app's (every test but the one without
+    a policy for the app)."""
     _default_deny_and_allow_the_app(k8s, namespace)
-    return window
 
 
 def _default_deny_and_allow_the_app(k8s, namespace: str) -> None:
@@ -111,6 +110,7 @@ def _gone(k8s, namespace: str) -> None:
     )
 
 
+@pytest.mark.usefixtures("default_deny")
 def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_end(
     window, k8s, kubelet
 ):
@@ -163,6 +163,7 @@ def test_the_page_pod_gets_the_apps_peers_for_the_window_and_loses_them_at_the_e
     assert names == {"deny-all", "allow-web"}
 
 
+@pytest.mark.usefixtures("default_deny")
 def test_a_window_cancelled_before_the_switch_deletes_the_page_policy(window, k8s):
     notice = window.add(allow=ALLOW)
     window.step()
@@ -176,6 +177,7 @@ def test_a_window_cancelled_before_the_switch_deletes_the_page_policy(window, k8
     assert leftovers_after(k8s, notice.id) == []
 
 
+@pytest.mark.usefixtures("default_deny")
 def test_a_service_deleted_before_the_switch_rolls_back_without_leaving_the_page_policy(
     window, k8s
 ):
@@ -190,6 +192,7 @@ def test_a_service_deleted_before_the_switch_rolls_back_without_leaving_the_page
     assert leftovers_after(k8s, notice.id) == []
 
 
+@pytest.mark.usefixtures("default_deny")
 def test_the_forced_restore_deletes_the_page_policy_from_the_service_annotations_alone(window, k8s):
     notice = window.add(allow=ALLOW)
     window.step()
@@ -207,34 +210,22 @@ def test_the_forced_restore_deletes_the_page_policy_from_the_service_annotations
     _gone(k8s, window.namespace)
 
 
-def test_without_a_policy_for_the_app_no_page_policy_is_made(
-    control_plane, k8s, namespace, database_url, oci_registry, kubelet
-):
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
+def test_without_a_policy_for_the_app_no_page_policy_is_made(window, k8s, namespace):
+    NetworkingV1Api(k8s).create_namespaced_network_policy(
+        namespace,
+        {
+            "metadata": {"name": "allow-db"},
+            "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}]},
+        },
     )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        build_timeout=5,
-    ) as window:
-        NetworkingV1Api(k8s).create_namespaced_network_policy(
-            namespace,
-            {
-                "metadata": {"name": "allow-db"},
-                "spec": {"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}]},
-            },
-        )
-        notice = window.add(allow=ALLOW)
-        window.step()
-        assert window.notice(notice.id).targets[0].state is TargetState.READY
-        assert _page_policies(k8s, namespace) == []
-        assert _steps(window, notice.id, "network-policy") == []
+    notice = window.add(allow=ALLOW)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.READY
+    assert _page_policies(k8s, namespace) == []
+    assert _steps(window, notice.id, "network-policy") == []
 
 
+@pytest.mark.usefixtures("default_deny")
 def test_a_window_failed_on_a_foreign_selector_deletes_the_page_policy(window, k8s):
     notice = window.add(allow=ALLOW)
     window.step()

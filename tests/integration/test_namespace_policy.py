@@ -20,8 +20,7 @@ from maint.cli import main
 from maint.notices import NoticeStore, ServiceRef
 from maint.switch import switch
 from maint.switch.pod import ContainerPort, page_pod
-from tests.support.kubelet import JobResult
-from tests.support.window import APP_LABELS, make_app, open_window
+from tests.support.window import APP_LABELS, make_app
 
 pytestmark = pytest.mark.k8s
 
@@ -182,40 +181,30 @@ def test_the_write_guard_stops_a_forced_restore_outside_the_allowlist(
 
 @pytest.mark.registry
 def test_maint_run_refuses_a_step_write_outside_the_allowlist(
-    control_plane, k8s, kubelet, namespace, database_url, oci_registry, monkeypatch, capsys
+    window, control_plane, k8s, namespace, database_url, monkeypatch, capsys
 ):
     """A notice stored while its namespace was allowed; `maint run --once` after the allowlist
     changed must not create the page Pod: the CLI installs the policy for every thread."""
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
+    # Stored while the namespace was allowed; then the allowlist no longer lists it.
+    notice = window.add(start_in=60, length=600)
+    for key, value in {
+        "MAINT_KUBECONFIG": str(control_plane.kubeconfig),
+        "MAINT_DATABASE_URL": database_url,
+        "MAINT_BUILD_NAMESPACE": window.build_namespace,
+        "MAINT_IMAGE_REPOSITORY": window.app.settings.image_repository,
+        "MAINT_REGISTRY_INSECURE": "true",
+        "MAINT_BUILD_TIMEOUT": "30",
+        "MAINT_POD_READY_TIMEOUT": "20",
+        "MAINT_TARGET_NAMESPACES": "shop",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    main(["run", "--once"])
+    capsys.readouterr()
+
+    pods = CoreV1Api(k8s).list_namespaced_pod(
+        namespace, label_selector=f"{naming.NOTICE_LABEL}={notice.id}"
     )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-    ) as w:
-        # Stored while the namespace was allowed; then the allowlist no longer lists it.
-        notice = w.add(start_in=60, length=600)
-        for key, value in {
-            "MAINT_KUBECONFIG": str(control_plane.kubeconfig),
-            "MAINT_DATABASE_URL": database_url,
-            "MAINT_BUILD_NAMESPACE": w.build_namespace,
-            "MAINT_IMAGE_REPOSITORY": w.app.settings.image_repository,
-            "MAINT_REGISTRY_INSECURE": "true",
-            "MAINT_BUILD_TIMEOUT": "30",
-            "MAINT_POD_READY_TIMEOUT": "20",
-            "MAINT_TARGET_NAMESPACES": "shop",
-        }.items():
-            monkeypatch.setenv(key, value)
-
-        main(["run", "--once"])
-        capsys.readouterr()
-
-        pods = CoreV1Api(k8s).list_namespaced_pod(
-            namespace, label_selector=f"{naming.NOTICE_LABEL}={notice.id}"
-        )
-        events = w.app.store.events(notice.id)
+    events = window.app.store.events(notice.id)
     assert [p.metadata.name for p in pods.items] == []  # the page Pod was never created
     assert any("not in MAINT_TARGET_NAMESPACES" in e.detail for e in events), events

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from maint.notices.validation import parse_time
 from maint.page import PageNotice, render
 from tests.support.browser import Browser, Event, LogEntry, Tab, chromium
 from tests.support.fixtures_nginx import nginx_serving
@@ -90,8 +91,8 @@ KO = Written(
             "자세한 내용: https://status.example.com/incidents/2026-12-24-payments-database"
         ),
         lang="ko",
-        start=datetime(2026, 12, 23, 17, 0, tzinfo=UTC),  # written 2026-12-24T02:00:00+09:00
-        end=datetime(2026, 12, 23, 21, 0, tzinfo=UTC),
+        start=parse_time("2026-12-24T02:00:00+09:00", what="--start"),
+        end=parse_time("2026-12-24T06:00:00+09:00", what="--end"),
         display_zone="+09:00",
     ),
     heading="서비스 점검 중",
@@ -105,8 +106,8 @@ EN = Written(
         title="Payments database upgrade",
         reason="We are moving the payments database to a new major version.",
         lang="en",
-        start=datetime(2026, 12, 24, 3, 0, tzinfo=UTC),  # written 2026-12-23T22:00:00-05:00
-        end=datetime(2026, 12, 24, 6, 30, tzinfo=UTC),
+        start=parse_time("2026-12-23T22:00:00-05:00", what="--start"),
+        end=parse_time("2026-12-24T01:30:00-05:00", what="--end"),
         display_zone="America/New_York",
     ),
     heading="Scheduled maintenance",

@@ -139,16 +139,15 @@ class StepContext:
         item: WorkItem,
         step: Step,
         *,
-        at: datetime | None = None,
         volley: Member | None = None,
         since: datetime | None = None,
     ) -> WorkItem:
         """Re-read the notice and target right before a cluster write: ``Superseded`` unless
         ``step`` is still what ``decide`` wants, so an intent recorded a moment ago wins.
-        ``at``: what ``decide`` will want at that instant (a step armed for it). ``volley``:
-        its instant has passed; one read serves all its members. ``since``: the change marker
-        read before ``item`` was (``armed``): while the marker has not moved, no notice was
-        added or changed since, and ``item`` is still what the database holds."""
+        ``volley``: its instant has passed; one read serves all its members. ``since``: the
+        change marker read before ``item`` was (an armed step's, ``Runner._run``): while the
+        marker has not moved, no notice was added or changed since, and ``item`` is still what
+        the database holds."""
         fresh = None
         if since is not None:
             read = self.store.change_marker
@@ -157,19 +156,10 @@ class StepContext:
         if fresh is None and volley is not None:
             fresh = volley.read(item.target.id, self._live)
         fresh = fresh or self.store.target(item.target.id)
-        now = self.clock() if at is None else max(self.clock(), at)
-        wanted = decide(fresh.target.state, now=now, window=self.window(fresh))
+        wanted = decide(fresh.target.state, now=self.clock(), window=self.window(fresh))
         if wanted.step is not step:
             raise Superseded(f"{step.value} no longer due: {wanted.reason}")
         return fresh
-
-    def armed(self, item: WorkItem, step: Step, *, at: datetime) -> tuple[WorkItem, datetime]:
-        """Before an instant: the change marker, then the target (in that order: an intent
-        committed after the marker was read moves it), ``step`` still due at ``at``."""
-        marker = self.store.change_marker()
-        if marker is None:  # no notice at all: the target is gone too
-            raise Superseded(f"{step.value} no longer due: no notice left")
-        return self.confirm(item, step, at=at), marker
 
     def _live(self) -> dict[int, WorkItem]:
         return {i.target.id: i for i in self.store.due(now=self.clock(), horizon=timedelta(0))}

@@ -360,17 +360,20 @@ class Runner:
 
     def _run(self, item: WorkItem, step: Step, at: datetime | None = None) -> None:
         # Re-read under the claim: another replica or an operator may have moved it meanwhile.
+        # Armed: the change marker first, then the target (an intent committed after the marker
+        # was read moves it), the one read of both before the instant (StepContext.confirm).
+        marker = self.store.change_marker() if at is not None else None
         item = self.store.target(item.target.id)
-        if at is not None:  # armed: still the step wanted at its instant?
+        if at is not None and marker is not None:  # armed: still the step wanted at its instant?
             armed = step
             step = decide(
                 item.target.state, now=max(self.clock(), at), window=self.steps.window(item)
             ).step
             if step is armed is Step.SWITCH:
-                self.steps.switch(item, at=at)
+                self.steps.switch(item, at=at, since=marker)
                 return
             if step is armed is Step.RESTORE and item.target.state is TargetState.ACTIVE:
-                self.steps.restore(item, at=at)
+                self.steps.restore(item, at=at, since=marker)
                 return
         step = decide(item.target.state, now=self.clock(), window=self.steps.window(item)).step
         if step is Step.PREPARE:

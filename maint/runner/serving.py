@@ -37,25 +37,27 @@ class Serving:
         # after a restart the first pass simply tries again.
         self.refresh_backoff: dict[int, tuple[int, float]] = {}
 
-    def switch(self, item: WorkItem, *, at: datetime | None = None) -> WorkItem:
+    def switch(
+        self, item: WorkItem, *, at: datetime | None = None, since: datetime | None = None
+    ) -> WorkItem:
         """READY -> ACTIVE at start: the Service selects only the page Pod.
 
         ``at`` (the start, still ahead): armed. Page Pod and Service are read and the patch is
         computed now; the PATCH leaves at ``at`` from this thread, right after the notice is
         confirmed once more (an intent recorded meanwhile wins), together with the other
-        targets armed for that instant (``instant``).
+        targets armed for that instant (``instant``). ``since``: the change marker read before
+        ``item`` (``StepContext.confirm``), by the runner that found the switch due at ``at``.
         """
         ctx = self.ctx
         if at is None or ctx.clock() >= at:
             return self._switch_now(item)
         with ctx.instants.join(at, target_id=item.target.id) as member:
             try:
-                item, marker = ctx.armed(item, Step.SWITCH, at=at)
                 labels, service = self._arm_switch(item)
                 armed = self._plan_switch(item, labels, service)
                 if not _until_instant(member):
                     return item  # the clock never got there (a test's): the next pass decides
-                fresh = ctx.confirm(item, Step.SWITCH, volley=member, since=marker)
+                fresh = ctx.confirm(item, Step.SWITCH, volley=member, since=since)
                 if fresh.notice.end != item.notice.end:  # extended a moment ago
                     armed = self._plan_switch(fresh, labels, service)
                 item = fresh
@@ -160,22 +162,23 @@ class Serving:
         ctx.verify_endpoints(item, want={item.target.pod or ""}, what="only the page Pod")
         return item
 
-    def restore_at(self, item: WorkItem, *, at: datetime) -> WorkItem:
+    def restore_at(
+        self, item: WorkItem, *, at: datetime, since: datetime | None = None
+    ) -> WorkItem:
         """ACTIVE, its end ``at`` still ahead: the restore armed for it. The Service is read
         and the patch computed now; at ``at`` the notice is confirmed once more (``notice
         extend`` a moment ago wins) and the PATCH leaves with the rest of the volley; the
         ownership hand-back, events, EndpointSlices and clean-up follow (``Ending.restore``).
         A Service that is not the page's now (gone, someone else's, an older release's shape)
-        arms nothing: the usual restore runs at the instant."""
+        arms nothing: the usual restore runs at the instant. ``since``: as for ``switch``."""
         ctx = self.ctx
         if ctx.clock() >= at:
             return self.ending.restore(item)
         with ctx.instants.join(at, target_id=item.target.id) as member:
-            item, marker = ctx.armed(item, Step.RESTORE, at=at)
             armed = self._arm_restore(item)
             if not _until_instant(member):
                 return item  # the clock never got there (a test's): the next pass decides
-            item = ctx.confirm(item, Step.RESTORE, volley=member, since=marker)
+            item = ctx.confirm(item, Step.RESTORE, volley=member, since=since)
             patched = None
             if armed is not None:
                 # Changed since it was read (Conflict, NotFound): the usual restore reads again.

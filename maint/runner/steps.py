@@ -77,17 +77,26 @@ class Steps:
     def prepare(self, item: WorkItem) -> WorkItem:
         return self.preparing.prepare(item)
 
-    def switch(self, item: WorkItem, *, at: datetime | None = None) -> WorkItem:
-        return self.serving.switch(item, at=at)
+    def switch(
+        self, item: WorkItem, *, at: datetime | None = None, since: datetime | None = None
+    ) -> WorkItem:
+        """``at``: armed for that instant; ``since``: the change marker read before ``item``."""
+        return self.serving.switch(item, at=at, since=since)
 
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
         return self.serving.observe(item, reported=reported)
 
     def restore(
-        self, item: WorkItem, *, forced: bool = False, at: datetime | None = None
+        self,
+        item: WorkItem,
+        *,
+        forced: bool = False,
+        at: datetime | None = None,
+        since: datetime | None = None,
     ) -> WorkItem:
+        """``at``: armed for that instant; ``since``: the change marker read before ``item``."""
         if at is not None and not forced:
-            return self.serving.restore_at(item, at=at)
+            return self.serving.restore_at(item, at=at, since=since)
         return self.ending.restore(item, forced=forced)
 
     def interrupt(self, target_id: int, *, now: datetime) -> None:

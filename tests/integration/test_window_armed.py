@@ -276,3 +276,26 @@ def test_an_armed_restore_of_a_window_an_older_release_switched_sends_its_patch_
     assert {"op": "test", "path": "/spec/selector", "value": legacy} in first.json_body()
     assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED
     assert _selector(k8s, window) == APP_LABELS
+
+
+def test_an_armed_switch_reads_its_target_once_before_the_instant(window, k8s, proxy, monkeypatch):
+    """Under its claim, the change marker and then the target; at the instant, while the marker
+    has not moved, no second read."""
+    notice_id = _ready(window)
+    start = window.notice(notice_id).start
+    store = window.runner.store
+    assert window.runner.steps.ctx.store is store
+    reads: list[int] = []
+    read = store.target
+
+    def counted(target_id: int):
+        reads.append(target_id)
+        return read(target_id)
+
+    monkeypatch.setattr(store, "target", counted)
+    _arm(window, proxy, start)
+    assert len(reads) == 1, reads
+    window.clock.at(start)
+    window.runner.wait_idle()
+    assert len(reads) == 1, reads
+    assert window.notice(notice_id).targets[0].state is TargetState.ACTIVE

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -135,6 +135,22 @@ class Outbox:
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
                     return self._delivery(session, candidate)
         return None
+
+    def next_try_in(self, *, channel: str) -> float | None:
+        """Seconds until a notification of ``channel`` not sent yet may be claimed (0: now;
+        a leased one when its lease passes); None when there is none."""
+        n = NotificationRow
+        claimable = case((n.leased_until > n.next_try_at, n.leased_until), else_=n.next_try_at)
+        with self._sessions() as session:
+            earliest, now = session.execute(
+                select(func.min(claimable), self._now(0.0)).where(
+                    n.channel == channel, n.next_try_at.is_not(None)
+                )
+            ).one()
+        if earliest is None:
+            return None
+        wait: float = (earliest - now.replace(tzinfo=UTC)).total_seconds()
+        return max(0.0, wait)
 
     def sent(self, delivery: Delivery, *, owner: str) -> bool:
         """Mark it sent; False when ``owner`` no longer held it (another replica took it over

@@ -8,8 +8,10 @@ once (the outbox's unique key); a drift is told once per foreign selector.
 The queueing happens in the store, in the event's own transaction (``notices.outbox``), so a
 process killed right after the event leaves the notification to whoever runs next. Sending is
 ``Notifier``: one thread per webhook, off every step's path. It claims one due notification at
-a time under a lease (the database's clock), posts it, and marks it sent; a failure is retried
-with capped backoff until ``webhook_retry_for``, then given up with a ``notify gave-up`` event.
+a time under a lease (the database's clock), posts it, and marks it sent; with none due it
+sleeps until woken or until the next one it knows of is due (at most ``poll_interval``, for
+those another replica queued and died holding). A failure is retried with capped backoff
+until ``webhook_retry_for``, then given up with a ``notify gave-up`` event.
 As an observer of the event log it only wakes its threads, so a dead webhook (500, or no
 answer until the timeout) never delays a step. At least once, not exactly once: see README.
 """
@@ -58,7 +60,6 @@ STATES = {
 }
 FAILURES = frozenset({"prepare-failed", "failed", "drift"})
 RETRY_CAP = 300.0  # seconds: the longest wait between two tries of one notification
-POLL = 2.0  # seconds between looks for notifications queued by others or due for a retry
 _FOREIGN = re.compile(r"selector is (\{[^}]*\})")
 
 
@@ -99,7 +100,6 @@ class Notifier:
         owner: str,
         clock: Callable[[], datetime],
         counted: Callable[[str], None] = lambda _outcome: None,
-        poll: float = POLL,
     ) -> None:
         """``owner`` names this replica in the leases; ``counted`` hears each attempt's
         outcome (sent, failed, gave_up) for the metrics."""
@@ -111,7 +111,10 @@ class Notifier:
         self.retry_first = settings.step_retry_delay
         self.retry_for = settings.webhook_retry_for
         self.counted = counted
-        self.poll = poll
+        # An idle sender waits for its wake-up (a milestone of this replica) or the next retry
+        # it knows of, but at most this long: a notification queued by another replica that
+        # died before sending it is found within the runner's own poll interval.
+        self.idle = settings.poll_interval
         self._stopping = threading.Event()
         self._wake = {hook.key: threading.Event() for hook in webhooks}
         self._threads = [
@@ -145,7 +148,7 @@ class Notifier:
                 log.exception("webhook %s: unexpected error", hook.shown)
                 busy = False
             if not busy:
-                wake.wait(self.poll)
+                wake.wait(self._idle(hook))
 
     def _once(self, hook: Webhook) -> bool:
         """Send one due notification; False when there was none (or the outbox is unreadable)."""
@@ -159,6 +162,15 @@ class Notifier:
             return False
         self._deliver(hook, delivery, leased_at=leased_at)
         return True
+
+    def _idle(self, hook: Webhook) -> float:
+        """Seconds to wait, unless woken, for the next notification of ``hook`` to be due."""
+        try:
+            due = self.store.outbox.next_try_in(channel=hook.key)
+        except MaintError as e:
+            log.warning("webhook %s: cannot read the outbox: %s", hook.shown, e)
+            return self.idle
+        return self.idle if due is None else min(due, self.idle)
 
     def _deliver(self, hook: Webhook, delivery: Delivery, *, leased_at: float) -> None:
         what = f"{delivery.kind} of notice {delivery.notice_id} {delivery.target}"

@@ -12,13 +12,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from maint.notices import TargetState
-from maint.runner.notify import lease_for
+from maint.notices import Event, NoticeStore, TargetState, new_notice
+from maint.runner import notify
+from maint.runner.notify import Notifier, lease_for
 from maint.runner.transitions import PREPARE_MARGIN
+from maint.runner.webhooks import Webhook
+from maint.settings import Settings
 from tests.support.kubelet import JobResult
 from tests.support.outbox import deliveries
 from tests.support.processes import (
@@ -309,3 +313,55 @@ def test_a_rolled_back_window_tells_its_failed_preparation_once_and_the_rollback
     assert kinds(told) == [("prepare-failed", target), ("rolled-back", target)]
     assert "error building image" in told[0].body["error"]
     assert told[1].body["state"] == "ROLLED_BACK" and told[1].body["error"]
+
+
+def test_an_idle_sender_reads_the_outbox_only_when_woken_or_a_retry_is_due(
+    database_url, receiver, monkeypatch
+):
+    """In this process, against the real database and a real HTTP receiver: no look at the
+    outbox every few seconds while there is nothing to send (it was one claim per 2 s per
+    webhook per replica)."""
+    hook = Webhook.parse(receiver.url("/idle"))
+    store = NoticeStore(database_url, routing=notify.routing([hook]))
+    store.upgrade()
+    claims: list[float] = []
+    claim = store.outbox.claim
+
+    def counted(**kwargs: Any) -> Any:
+        claims.append(time.monotonic())
+        return claim(**kwargs)
+
+    monkeypatch.setattr(store.outbox, "claim", counted)
+    settings = Settings(database_url=database_url, poll_interval=60, step_retry_delay=1)
+    now = datetime.now(UTC)
+    notifier = Notifier([hook], store=store, settings=settings, owner="a", clock=lambda: now)
+    try:
+        time.sleep(5)
+        assert len(claims) == 1, "an idle sender looked at the outbox again without a reason"
+
+        new = new_notice(
+            title="t",
+            reason="r",
+            start=(now + timedelta(hours=1)).isoformat(),
+            end=(now + timedelta(hours=2)).isoformat(),
+            targets=["shop/web"],
+            lang="en",
+            maintenance=True,
+            now=now,
+            start_tolerance=timedelta(minutes=5),
+        )
+        notice = store.add(new, now=now, due_at=None)
+        receiver.modes["/idle"] = "fail"
+        switched = Event(
+            at=now, notice_id=notice.id, target="shop/web", step="switch", outcome="ok", detail=""
+        )
+        store.record(switched)
+        notifier(switched)  # woken: sent at once, and fails
+        wait_until(lambda: receiver.all("/idle"), timeout=5, what="the first try")
+        receiver.modes["/idle"] = "ok"
+        # The retry is due in about a second (step_retry_delay): the sender wakes for it.
+        wait_until(lambda: receiver.delivered("/idle"), timeout=5, what="the retry")
+        assert len(receiver.all("/idle")) == 2
+    finally:
+        notifier.close()
+        store.close()

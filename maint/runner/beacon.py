@@ -29,7 +29,7 @@ class SweepBeacon:
         self._thread = threading.Thread(target=self._run, name="sweep-beacon", daemon=True)
         self._thread.start()
 
-    def completed(self, _at: float) -> None:
+    def completed(self) -> None:
         """A sweep completed (called on the sweep's thread: only sets a flag)."""
         with self._lock:
             self._pending = True

@@ -66,13 +66,12 @@ class _Targets(Collector):
 class Metrics:
     """The metrics of one Runner; ``observe`` is an event observer (``StepContext.observe``).
 
-    ``on_sweep`` hears the time of each completed sweep (``SweepBeacon`` writes it to the
-    database for ``maint status``); it must not block: it runs on the sweep's thread.
+    ``on_sweep`` hears each completed sweep (``SweepBeacon`` writes it to the database for
+    ``maint status``, by the database's clock); it must not block: it runs on the sweep's thread.
     """
 
-    def __init__(self, *, on_sweep: Callable[[float], None] = lambda _at: None) -> None:
+    def __init__(self, *, on_sweep: Callable[[], None] = lambda: None) -> None:
         self.on_sweep = on_sweep
-        self.last_sweep = 0.0
         self.registry = CollectorRegistry(auto_describe=True)
         self._targets = _Targets()
         self.registry.register(self._targets)
@@ -151,10 +150,9 @@ class Metrics:
         self.step_duration.labels(step=step, outcome=outcome).observe(seconds)
 
     def sweep_completed(self, at: float | None = None) -> None:
-        self.last_sweep = time.time() if at is None else at
-        self.sweep_success.set(self.last_sweep)
+        self.sweep_success.set(time.time() if at is None else at)
         try:
-            self.on_sweep(self.last_sweep)
+            self.on_sweep()
         except Exception:  # recording never raises into the sweep
             log.exception("a listener of the sweep failed")
 

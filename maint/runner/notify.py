@@ -235,7 +235,7 @@ class Notifier:
             notice_id=notice.id,
             title=notice.title,
             target=delivery.target,
-            state=STATES.get(delivery.kind, target.state.value if target else "UNKNOWN"),
+            state=STATES[delivery.kind],
             planned_start=notice.start,
             planned_end=notice.end,
             # The milestone's own time where it is the switch or the restore: the target's

@@ -92,6 +92,19 @@ def test_step_duration_sweep_and_claims():
     assert sample(m, "maint_claims_held") == 3
 
 
+def test_each_sweep_is_handed_on_and_a_failing_listener_never_raises_into_the_sweep():
+    heard: list[None] = []
+    Metrics(on_sweep=lambda: heard.append(None)).sweep_completed()
+    assert heard == [None]
+
+    def broken() -> None:
+        raise RuntimeError("database gone")
+
+    m = Metrics(on_sweep=broken)
+    m.sweep_completed(at=7.0)
+    assert sample(m, "maint_sweep_last_success_timestamp_seconds") == 7.0
+
+
 def test_metrics_are_served_over_http_next_to_healthz():
     import urllib.request
 

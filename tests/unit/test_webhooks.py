@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from maint.notices import Event
-from maint.runner.notify import route
+from maint.runner.notify import KINDS, STATES, route
 from maint.runner.webhooks import Message, Webhook, WebhookFailed, generic_body, slack_body
 from maint.settings import Settings
 
@@ -103,6 +103,10 @@ def test_the_slack_body_is_text_with_mrkdwn_escaped_and_the_error_quoted():
     assert "DB &lt;upgrade&gt; &amp; more" in text and "<upgrade>" not in text
     assert "planned 2026-12-05 10:00 to 2026-12-05 11:00 UTC" in text
     assert "\n> selector was changed to {'x': 'y'}" in text
+
+
+def test_every_kind_of_notification_says_the_state_it_leaves_its_target_in():
+    assert set(KINDS.values()) == set(STATES)
 
 
 def test_milestones_become_notifications_once_per_target_and_drift_per_selector():

@@ -5,6 +5,7 @@ Commands stay thin: parse, call one function here, print.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -87,7 +88,7 @@ class App:
             s = self.settings
             self._store = NoticeStore(
                 s.database_url,
-                connections=s.workers + 4 + len(self.webhooks()),
+                connections=s.workers + 4 + len(self.webhooks),
                 limits=DatabaseLimits(
                     pool_timeout=s.database_pool_timeout,
                     statement_timeout=s.database_statement_timeout,
@@ -97,11 +98,13 @@ class App:
                     keepalives_count=s.database_keepalives_count,
                     tcp_user_timeout=s.database_tcp_user_timeout,
                 ),
-                routing=notify.routing(self.webhooks()) if self.webhooks() else None,
+                routing=notify.routing(self.webhooks) if self.webhooks else None,
             )
         return self._store
 
+    @functools.cached_property
     def webhooks(self) -> list[Webhook]:
+        """The configured webhooks, parsed once (the store, the runner and the senders)."""
         return [Webhook.parse(url) for url in self.settings.webhooks()]
 
     @property
@@ -145,10 +148,12 @@ class App:
         """The runner and its steps, sharing one set of claims and the observers of the event
         log (metrics, Kubernetes Events, silences); ``hooks`` are the Runner's
         (``on_step_done``, ``wake_at``, ``sweep_in_pass``): the scheduler passes its own when
-        it calls this as its factory."""
+        it calls this as its factory. Once per App: the senders, the beacon and the observers
+        it starts are the App's to close, and a second set would leak the first's threads."""
+        if self._beacon is not None:
+            raise RuntimeError("App.runner() builds the one runner of an App: called twice")
         claims = make_claims(self.store, self.settings)
-        if self._beacon is None:
-            self._beacon = SweepBeacon(self.store, replica=claims.owner)
+        self._beacon = SweepBeacon(self.store, replica=claims.owner)
         metrics = Metrics(on_sweep=self._beacon.completed)
         observers: list[Callable[[Event], None]] = [metrics.observe]
         if self.settings.kubernetes_events:
@@ -164,9 +169,9 @@ class App:
                 clock=self.clock,
             )
             observers.append(self._silences)
-        if self.webhooks():
+        if self.webhooks:
             self._notifier = Notifier(
-                self.webhooks(),
+                self.webhooks,
                 store=self.store,
                 settings=self.settings,
                 owner=claims.owner,

@@ -250,3 +250,13 @@ def test_app_runner_wires_silences_next_to_kubernetes_events(window, alertmanage
         reasons = {e.reason for e in events.list_namespaced_event(window.namespace).items}
         time.sleep(0.2)
     assert {"Prepared", "Switched"} <= reasons
+
+
+def test_an_app_builds_one_runner_and_parses_its_webhooks_once(window):
+    """A second ``App.runner()`` would start another beacon, silences and webhook senders whose
+    threads nobody closes: it is refused. The webhooks the store and the runner wire are parsed
+    once."""
+    assert window.runner is not None
+    with pytest.raises(RuntimeError, match="called twice"):
+        window.app.runner()
+    assert window.app.webhooks is window.app.webhooks

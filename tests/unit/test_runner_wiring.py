@@ -1,7 +1,8 @@
 """Wiring by constructor: the scheduler builds its Runner with its hooks; nothing is patched on.
 
 Runs on a SQLite file (the Runner needs a store for its claims); no cluster is contacted, so
-``api`` and ``steps`` are placeholders the constructor never touches when ``claims`` is given.
+``api`` and ``steps`` are placeholders the constructor never touches when ``claims`` is given
+(``steps`` has only what ``Runner.shutdown`` calls).
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ from typing import Any
 from maint.notices import NoticeStore
 from maint.runner import Runner, Scheduler, make_claims
 from maint.settings import Settings
+
+
+class _NoSteps:
+    """Steps with nothing armed: all ``Runner.shutdown`` asks of them is to wake it."""
+
+    def stop_armed(self) -> None:
+        pass
 
 
 def test_the_scheduler_builds_its_runner_with_its_hooks(tmp_path: Path) -> None:
@@ -27,7 +35,7 @@ def test_the_scheduler_builds_its_runner_with_its_hooks(tmp_path: Path) -> None:
         return Runner(
             api=None,  # type: ignore[arg-type]
             store=store,
-            steps=None,  # type: ignore[arg-type]
+            steps=_NoSteps(),  # type: ignore[arg-type]
             settings=settings,
             claims=claims,
             **hooks,
@@ -57,7 +65,7 @@ def test_a_runner_built_alone_keeps_quiet_hooks(tmp_path: Path) -> None:
     runner = Runner(
         api=None,  # type: ignore[arg-type]
         store=store,
-        steps=None,  # type: ignore[arg-type]
+        steps=_NoSteps(),  # type: ignore[arg-type]
         settings=settings,
         claims=make_claims(store, settings),
     )

@@ -56,14 +56,21 @@ class IdleSteps(Steps):
     def prepare(self, item: WorkItem) -> WorkItem:
         return item
 
-    def switch(self, item: WorkItem, *, at: datetime | None = None) -> WorkItem:
+    def switch(
+        self, item: WorkItem, *, at: datetime | None = None, since: datetime | None = None
+    ) -> WorkItem:
         return item
 
     def observe(self, item: WorkItem, *, reported: set[tuple[int, str]]) -> WorkItem:
         return item
 
     def restore(
-        self, item: WorkItem, *, forced: bool = False, at: datetime | None = None
+        self,
+        item: WorkItem,
+        *,
+        forced: bool = False,
+        at: datetime | None = None,
+        since: datetime | None = None,
     ) -> WorkItem:
         return item
 

@@ -171,8 +171,7 @@ def test_page_pod_that_never_becomes_ready_is_retried_until_the_start_then_rolls
     )
     notice = window.add()
     kubelet.never_ready.add(window.page_name(notice.id))
-    window.app.settings = window.app.settings.model_copy(update={"pod_ready_timeout": 3})
-    window._runner = None
+    window.reconfigure(pod_ready_timeout=3)
     window.step()
     assert window.notice(notice.id).targets[0].state is TargetState.PREPARING
     window.clock.at(notice.start + PREPARE_MARGIN)

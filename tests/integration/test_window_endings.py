@@ -57,19 +57,11 @@ def _poll(window: Window) -> None:
     window.step()
 
 
-def _with_settings(window: Window, **changes) -> None:
-    """The same window seen by a runner with other settings (another maint version/shell)."""
-    window.app.settings = window.app.settings.model_copy(update=changes)
-    if window._runner is not None:
-        window._runner.shutdown()
-    window._runner = None
-
-
 def test_a_runner_with_other_display_settings_never_rebuilds_a_live_page(window, k8s):
     notice_id = _active(window)
     before = window.notice(notice_id).targets[0]
     jobs = _jobs(k8s, window)
-    _with_settings(window, display_timezone="Asia/Seoul")
+    window.reconfigure(display_timezone="Asia/Seoul")
     _poll(window)
     after = window.notice(notice_id).targets[0]
     assert (after.pod, after.image, after.revision) == (before.pod, before.image, before.revision)
@@ -284,10 +276,9 @@ def _pod_reads(exchange: Exchange) -> bool:
 def test_an_api_outage_of_twice_pod_ready_timeout_during_prepare_still_switches_on_time(
     window, k8s, proxy, tmp_path
 ):
-    _with_settings(
-        window, kubeconfig=str(proxy.kubeconfig(tmp_path / "kubeconfig")), pod_ready_timeout=2
+    window.reconfigure(
+        kubeconfig=str(proxy.kubeconfig(tmp_path / "kubeconfig")), pod_ready_timeout=2
     )
-    window.app._api = None
     notice = window.add(start_in=120, length=600)
     proxy.inject(Fault.error(503), when=_pod_reads)
     started = time.monotonic()

@@ -171,6 +171,15 @@ class Window:
         )
         return self._runner
 
+    def reconfigure(self, **changes: Any) -> Runner:
+        """The same window seen by a runner with other settings (another maint version or
+        shell): the App's settings take ``changes`` and a new runner replaces the one running."""
+        self.app.settings = self.app.settings.model_copy(update=changes)
+        if "kubeconfig" in changes and self.app._api is not None:
+            self.app._api.close()  # the next App.api connects through the new kubeconfig
+            self.app._api = None
+        return self.rewire()
+
     def add(
         self,
         *,

@@ -33,7 +33,7 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--windows", type=int, default=24, help="windows per lag benchmark (>= 20)")
     p.add_argument("--services", type=int, default=50, help="Services sharing one start")
-    p.add_argument("--large", type=int, default=150, help="Services sharing one start, again")
+    p.add_argument("--large", type=int, default=500, help="Services sharing one start, again")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
     p.add_argument(

@@ -298,7 +298,7 @@ def sweep_by_services(
             namespace,
             {
                 "metadata": {"name": f"many-{i:04d}"},
-                # Headless: the test cluster's Service IP range is a /24.
+                # Headless: a thousand Services need no Service IPs for the sweep to read them.
                 "spec": {
                     "clusterIP": "None",
                     "selector": {"app": f"many-{i:04d}"},

@@ -61,7 +61,8 @@ CONTROLLERS = (
     "replicaset-controller",
 )
 
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# Room for the benchmark's 500 Services sharing one start (and everything else alongside).
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/20"
 ADMIN_USER = "maint-test-admin"
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from kubernetes.client import CoreV1Api
 
 from tests.support import node_config, node_host, node_images
-from tests.support.controlplane import ControlPlane, free_port
+from tests.support.controlplane import SERVICE_CLUSTER_IP_RANGE, ControlPlane, free_port
 
 BINARIES = ("kubelet", "kube-proxy", "kube-scheduler", "kubectl")
 PACKAGES = {  # what must exist -> the Debian package that has it
@@ -212,7 +212,7 @@ class Node:
             _run(command, "-t", "mangle", "-I", "POSTROUTING", "1", "-j", GUARD_CHAIN)
         guard = ("iptables", "-t", "mangle", "-A", GUARD_CHAIN)
         _run(*guard, "-s", POD_SUBNET, "-j", "DROP")
-        _run(*guard, "-d", "10.0.0.0/24", "-j", "DROP")
+        _run(*guard, "-d", SERVICE_CLUSTER_IP_RANGE, "-j", "DROP")
         _run(*guard, "-s", f"{NODE_IP}/32", "-j", "DROP")
 
     def _start_kubelet(self) -> None:

@@ -223,7 +223,14 @@ def postgres_database(prefix: str = "maint_bench") -> Iterator[str]:
 @contextlib.contextmanager
 def _proxy(plane: ControlPlane, workdir: Path) -> Iterator[tuple[int, Path]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.proxy", plane.server, str(plane.ca_file)],
+        [
+            sys.executable,
+            "-m",
+            "bench.proxy",
+            plane.server,
+            str(plane.ca_file),
+            str(workdir / "proxy-requests.log"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -14,7 +14,9 @@ Streaming answers (watches) are relayed chunk by chunk as they arrive.
 Control endpoints, answered here and never forwarded or counted:
 ``GET /__bench/counts`` (JSON ``{verb: {resource: n}}``) and ``POST /__bench/reset``.
 
-Usage: ``python -m bench.proxy UPSTREAM_URL CA_FILE`` prints ``PORT`` on its first stdout line.
+Usage: ``python -m bench.proxy UPSTREAM_URL CA_FILE [LOG]`` prints ``PORT`` on its first stdout
+line; with ``LOG``, every counted request is also appended there as ``unix-time METHOD PATH`` (to
+see which step sent what, next to ``maint run``'s log).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import ssl
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -82,13 +85,17 @@ def classify(method: str, target: str) -> tuple[str, str]:
 
 
 class Counts:
-    def __init__(self) -> None:
+    def __init__(self, log: str | None = None) -> None:
         self.lock = threading.Lock()
         self.counter: Counter[tuple[str, str]] = Counter()
+        self.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115 (open while the proxy runs)
 
-    def add(self, verb: str, resource: str) -> None:
+    def add(self, method: str, target: str) -> None:
+        verb, resource = classify(method, target)
         with self.lock:
             self.counter[(verb, resource)] += 1
+            if self.log is not None:
+                self.log.write(f"{time.time():.3f} {method} {target}\n")
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self.lock:
@@ -105,13 +112,13 @@ class Counts:
 class Proxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str, ca_file: str) -> None:
+    def __init__(self, upstream: str, ca_file: str, log: str | None = None) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         split = urlsplit(upstream)
         self.upstream_host = split.hostname or "127.0.0.1"
         self.upstream_port = split.port or 443
         self.context = ssl.create_default_context(cafile=ca_file)
-        self.counts = Counts()
+        self.counts = Counts(log)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
-        self.server.counts.add(*classify(self.command, self.path))
+        self.server.counts.add(self.command, self.path)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         response = None
         for attempt in (1, 2):  # an idle upstream keep-alive connection may have been closed
@@ -208,7 +215,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     upstream, ca_file = sys.argv[1], sys.argv[2]
-    proxy = Proxy(upstream, ca_file)
+    proxy = Proxy(upstream, ca_file, sys.argv[3] if len(sys.argv) > 3 else None)
     print(proxy.server_address[1], flush=True)
     proxy.serve_forever(poll_interval=0.5)
 

@@ -15,6 +15,7 @@ from maint import lazy
 if TYPE_CHECKING:
     from maint.cluster.calls import on_api_error
     from maint.cluster.connection import Cluster, connect
+    from maint.cluster.convert import service_from_dict
     from maint.cluster.creating import create, create_replacing
     from maint.cluster.deleting import delete
     from maint.cluster.events import emit as emit_event
@@ -80,6 +81,7 @@ _NAMES = {  # name -> (module, name there)
     "pod_log_tail": ("reading", "pod_log_tail"),
     "pointer": ("patching", "pointer"),
     "ready_endpoint_pods": ("reading", "ready_endpoint_pods"),
+    "service_from_dict": ("convert", "service_from_dict"),
     "set_pod_owners": ("patching", "set_pod_owners"),
     "surroundings": ("inspecting", "surroundings"),
     "wait_endpoints": ("watching", "wait_endpoints"),
@@ -121,6 +123,7 @@ __all__ = [
     "pod_log_tail",
     "pointer",
     "ready_endpoint_pods",
+    "service_from_dict",
     "set_pod_owners",
     "surroundings",
     "wait_endpoints",

@@ -52,6 +52,7 @@ class PageBuild:
     tarball: bytes
     ports: tuple[switch.ContainerPort, ...]
     selector: dict[str, str]  # the app's selector this page stands in for
+    service: cluster.ServiceInfo  # the Service as read to plan this page
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from maint import build, cluster, naming, page, switch
-from maint.cluster import ServiceInfo
+from maint.cluster import AppIngress, ServiceInfo, Surroundings
 from maint.errors import (
     BuildFailed,
     Conflict,
@@ -52,6 +52,7 @@ class Preparing:
     def prepare(self, item: WorkItem) -> WorkItem:
         """SCHEDULED/PREPARING -> READY: page built, Pod Ready."""
         built: PageBuild | None = None
+        around: Surroundings | None = None
         try:
             if item.target.state is TargetState.SCHEDULED:
                 item = self.ctx.move(
@@ -59,10 +60,10 @@ class Preparing:
                     TargetState.PREPARING,
                     then=("prepare", "started", f"window starts {item.notice.start.isoformat()}"),
                 )
-                self.preflight(item)
-            built = self.plan_page(item)
+                around = self.preflight(item)
+            built = self.plan_page(item, around=around)
             item = self.build_image(item, built, step=Step.PREPARE)
-            self.open_ingress(item, built, step=Step.PREPARE)
+            self.open_ingress(item, built, step=Step.PREPARE, around=around)
             self.start_pod(item, built, step=Step.PREPARE)
             return self.ctx.move(
                 item,
@@ -73,23 +74,25 @@ class Preparing:
         except MaintError as e:
             return self.failed(item, e, built=built)
 
-    def preflight(self, item: WorkItem) -> None:
+    def preflight(self, item: WorkItem) -> Surroundings | None:
         """The preflight again, once, as preparation starts: what changed since `notice add`
         (a Service adopted by Argo CD meanwhile, a new NetworkPolicy) is told in the event log
         and as a Kubernetes Event. It is told, not acted on: the operator may have allowed a
-        check at `notice add`, and nothing but the operator cancels a window."""
+        check at `notice add`, and nothing but the operator cancels a window. What it read
+        (None when it could not) plans the page and its NetworkPolicy without reading again."""
         ref = item.target.ref
         try:
             around = cluster.surroundings(self.ctx.api, namespace=ref.namespace, name=ref.name)
         except MaintError as e:
             self.ctx.event(item, "preflight", "failed", str(e))
-            return
+            return None
         pause = item.notice.pause_reconcilers
         for finding in preflight.findings(around, pause_reconcilers=pause):
             if finding.severity == preflight.INFO:
                 continue
             outcome = "blocked" if finding.severity == preflight.BLOCK else "warn"
             self.ctx.event(item, "preflight", outcome, f"{finding.check}: {finding.message}")
+        return around
 
     def failed(self, item: WorkItem, e: MaintError, *, built: PageBuild | None = None) -> WorkItem:
         """A step before the switch failed: end, roll back, or raise for a retry.
@@ -122,10 +125,11 @@ class Preparing:
         except NotFound:
             raise ServiceGone(f"Service {ref} was deleted") from None
 
-    def plan_page(self, item: WorkItem) -> PageBuild:
-        """The page the notice asks for now; its revision is the notice's content only."""
+    def plan_page(self, item: WorkItem, *, around: Surroundings | None = None) -> PageBuild:
+        """The page the notice asks for now; its revision is the notice's content only. The
+        Service is read, unless the preflight of this step has just read it (``around``)."""
         ctx = self.ctx
-        service = self.service(item)
+        service = cluster.service_from_dict(around.service) if around else self.service(item)
         if item.target.state in PRE_SWITCH:
             ports = switch.switchable(service, own_page=item.target.pod)
         else:  # switched: the selector is ours now, the ports are still the Service's
@@ -166,6 +170,7 @@ class Preparing:
             tarball=page.context_tarball(context),
             ports=ports,
             selector=selector,
+            service=service,
         )
 
     def build_image(self, item: WorkItem, built: PageBuild, *, step: Step) -> WorkItem:
@@ -206,24 +211,30 @@ class Preparing:
             then=("build", "ok", image),
         )
 
-    def open_ingress(self, item: WorkItem, built: PageBuild, *, step: Step) -> None:
+    def open_ingress(
+        self, item: WorkItem, built: PageBuild, *, step: Step, around: Surroundings | None = None
+    ) -> None:
         """Give the page Pod the app's ingress before it starts (``switch.netpol``): with a
         default-deny policy the new Pod is isolated, and the page must answer the moment the
         selector moves. Nothing when no policy governs the app's Pods; when maint may not list
-        policies this is told (the preflight warned already) and the window goes on."""
+        policies this is told (the preflight warned already) and the window goes on.
+
+        The app's Pods and the policies come from the preflight of this step (``around``) when
+        it read them for the same selector, else they are read."""
         ctx = self.ctx
         ref = item.target.ref
-        service = self.service(item)
         selector = built.selector
-        try:
-            around = cluster.app_ingress(ctx.api, namespace=ref.namespace, selector=selector)
-        except Forbidden as e:
-            ctx.event(item, "network-policy", "unknown", str(e))
-            return
-        app = netpol.app_policies(around.network_policies, pods=around.pods, selector=selector)
+        ingress = _app_ingress(around, selector=selector)
+        if ingress is None:
+            try:
+                ingress = cluster.app_ingress(ctx.api, namespace=ref.namespace, selector=selector)
+            except Forbidden as e:
+                ctx.event(item, "network-policy", "unknown", str(e))
+                return
+        app = netpol.app_policies(ingress.network_policies, pods=ingress.pods, selector=selector)
         if not app:
             return
-        ports = netpol.page_ports(service, built.ports, pods=around.pods)
+        ports = netpol.page_ports(built.service, built.ports, pods=ingress.pods)
         name = netpol.policy_name(target=built.target)
         ctx.confirm(item, step)
         created = cluster.create(
@@ -335,6 +346,17 @@ class Preparing:
         if built.revision != item.target.revision:
             built = _same_revision(built, item)
         self.start_pod(item, built, step=step)
+
+
+def _app_ingress(around: Surroundings | None, *, selector: dict[str, str]) -> AppIngress | None:
+    """What ``cluster.app_ingress`` would read, from the preflight's reads: the Pods it listed
+    are the Service's live selector's, so only when that is ``selector``, and only when it
+    could read the policies."""
+    if around is None or around.network_policies is None:
+        return None
+    if ((around.service.get("spec") or {}).get("selector") or {}) != selector:
+        return None
+    return AppIngress(pods=around.pods, network_policies=around.network_policies)
 
 
 def _same_revision(built: PageBuild, item: WorkItem) -> PageBuild:

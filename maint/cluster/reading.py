@@ -143,6 +143,7 @@ def list_managed(
             name=obj.metadata.name,
             labels=dict(obj.metadata.labels or {}),
             uid=obj.metadata.uid or "",
+            ended=convert.termination(obj) if kind == "Pod" else None,
         )
         for obj in result.items
     ]

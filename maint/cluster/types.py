@@ -77,6 +77,8 @@ class ObjectRef:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
     uid: str = ""
+    ended: Termination | None = None
+    """A Pod's container that has ended (a Kaniko Pod's digest), else None."""
 
 
 Object = dict[str, Any]

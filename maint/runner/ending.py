@@ -184,34 +184,32 @@ class Ending:
         """Delete every object of this target (but ``keep``'s) and the images it built.
 
         Found by label, not by remembered names, so objects of an attempt that crashed before
-        writing its state are found too; a finished Job still tells the digest it pushed.
-        ``pods=False`` leaves the page Pod in the Service's namespace alone. The page's
+        writing its state are found too; a finished Kaniko Pod still tells the digest it
+        pushed. ``pods=False`` leaves the page Pod in the Service's namespace alone. The page's
         NetworkPolicy serves every revision of the window: it goes only when nothing is kept.
+        Each kind is listed once (a list per kind and namespace, a delete per object found).
         """
         ctx = self.ctx
         labels = naming.labels(notice_id=item.notice.id, target=ctx.target_name(item))
         build_ns = ctx.settings.build_namespace
+
+        def found(kind: str, namespace: str) -> list[cluster.ObjectRef]:
+            refs = cluster.list_managed(ctx.api, kind=kind, labels=labels, namespace=namespace)
+            return [r for r in refs if r.labels.get(naming.PAGE_LABEL) != keep]
+
+        page_pods = found("Pod", item.target.ref.namespace) if pods else []
+        jobs = found("Job", build_ns)
+        # A Job's Pods go with it, but asynchronously (garbage collector): do not wait.
+        build_pods = found("Pod", build_ns)
         digests = {image.split("@", 1)[1] for image in images if "@" in image}
-        for ref in cluster.list_managed(ctx.api, kind="Job", labels=labels, namespace=build_ns):
-            if ref.labels.get(naming.PAGE_LABEL) == keep:
-                continue
-            ended = cluster.job_termination(ctx.api, namespace=ref.namespace, job=ref.name)
-            if ended is not None and build.kaniko.DIGEST.fullmatch(ended.message):
-                digests.add(ended.message)
-        kinds = [
-            ("Job", build_ns),
-            # A Job's Pods go with it, but asynchronously (garbage collector): do not wait.
-            ("Pod", build_ns),
-            ("ConfigMap", build_ns),
-        ]
-        if pods:
-            kinds.insert(0, ("Pod", item.target.ref.namespace))
-        for kind, namespace in kinds:
-            for ref in cluster.list_managed(ctx.api, kind=kind, labels=labels, namespace=namespace):
-                if ref.labels.get(naming.PAGE_LABEL) == keep:
-                    continue
-                if cluster.delete(ctx.api, kind=kind, namespace=ref.namespace, name=ref.name):
-                    ctx.event(item, "cleanup", "ok", f"deleted {kind} {ref.namespace}/{ref.name}")
+        digests |= {
+            p.ended.message
+            for p in build_pods
+            if p.ended is not None and build.kaniko.DIGEST.fullmatch(p.ended.message)
+        }
+        for ref in [*page_pods, *jobs, *build_pods, *found("ConfigMap", build_ns)]:
+            if cluster.delete(ctx.api, kind=ref.kind, namespace=ref.namespace, name=ref.name):
+                ctx.event(item, "cleanup", "ok", f"deleted {ref.kind} {ref.namespace}/{ref.name}")
         if keep is None:  # the window ends: the page's NetworkPolicy goes too (after its Pod)
             for line in netpol.retire(ctx.api, namespace=item.target.ref.namespace, labels=labels):
                 ctx.event(item, "cleanup", "ok", line)

@@ -184,18 +184,24 @@ def retire(api: Cluster, *, namespace: str, labels: Mapping[str, str]) -> list[s
     may still send it connections: deleting its policy at once would drop those under a
     default-deny. So while page Pods of the target still exist (terminating), the policy is
     given them as owners and the garbage collector deletes it once they are all gone, even if
-    maint stops meanwhile; without page Pods it is deleted at once."""
+    maint stops meanwhile; without page Pods it is deleted at once. The Pods are looked for
+    only when there is a policy (most windows have none)."""
+    policies = [
+        p
+        for p in cluster.list_managed(
+            api, kind="NetworkPolicy", labels=dict(labels), namespace=namespace
+        )
+        if all(p.labels.get(k) == v for k, v in labels.items())
+    ]
+    if not policies:
+        return []
     pods = [
         p
         for p in cluster.list_managed(api, kind="Pod", labels=dict(labels), namespace=namespace)
         if all(p.labels.get(k) == v for k, v in labels.items())
     ]
     done = []
-    for policy in cluster.list_managed(
-        api, kind="NetworkPolicy", labels=dict(labels), namespace=namespace
-    ):
-        if not all(policy.labels.get(k) == v for k, v in labels.items()):
-            continue
+    for policy in policies:
         where = f"NetworkPolicy {namespace}/{policy.name}"
         if pods:
             try:

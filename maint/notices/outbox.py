@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -105,7 +104,11 @@ class Outbox:
             }
             for channel in self.routing.channels
         ]
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        # Imported here: a process loads the dialect of its own URL only (the engine has).
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql as dialect
+        else:
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
         session.execute(dialect.insert(NotificationRow).values(values).on_conflict_do_nothing())
 
     # --- the sender ---------------------------------------------------------------------

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     DateTime,
     Engine,
@@ -600,11 +599,14 @@ def _engine(url: str, *, connections: int, limits: DatabaseLimits) -> Engine:
         }
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool_args)
     if engine.dialect.driver == "psycopg":
+        # Imported here: psycopg adds about 0.1 s to every start, which SQLite never needs.
+        from maint.notices.postgres import BoundedConnection
+
         reply_timeout = limits.reply_timeout
 
         @event.listens_for(engine, "do_connect")
         def _bounded_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return _BoundedConnection.connect(*cargs, reply_timeout=reply_timeout, **cparams)
+            return BoundedConnection.connect(*cargs, reply_timeout=reply_timeout, **cparams)
 
     return engine
 
@@ -620,38 +622,6 @@ class _Pool(QueuePool):
                 f"database unavailable: no free connection within {self.timeout():g}s "
                 "(all busy or hung); will retry"
             ) from e
-
-
-class _BoundedConnection(psycopg.Connection[Any]):
-    """A psycopg connection that gives up on a server that stops answering.
-
-    A hung server (or a proxy, or a peer whose kernel still acknowledges) keeps the TCP
-    connection healthy, so neither keepalives nor the TCP user timeout fire, and the server
-    never enforces its statement timeout. Every round trip (query, commit, the pool's ping)
-    gets ``reply_timeout`` seconds; then the connection is closed and the caller gets an
-    ``OperationalError``, which the store reports as ``DatabaseUnavailable``.
-    """
-
-    _reply_timeout: float | None = None
-
-    @classmethod
-    def connect(  # type: ignore[override]
-        cls, *args: Any, reply_timeout: float | None = None, **kwargs: Any
-    ) -> _BoundedConnection:
-        connection = super().connect(*args, **kwargs)
-        connection._reply_timeout = reply_timeout
-        return connection
-
-    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        if timeout is None:
-            timeout = self._reply_timeout
-        try:
-            return super().wait(gen, interval=interval, timeout=timeout)
-        except psycopg.errors._WaitTimeout:
-            self.pgconn.finish()  # the socket is useless now; SQLAlchemy sees it closed
-            raise psycopg.OperationalError(
-                f"the server did not answer within {timeout:g}s"
-            ) from None
 
 
 # SQLAlchemy logs a pool under its class's module and name: this one sits inside maint's tree.

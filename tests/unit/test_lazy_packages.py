@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-PACKAGES = ["maint.cluster", "maint.build", "maint.runner", "maint.page"]
+PACKAGES = ["maint.cluster", "maint.build", "maint.runner", "maint.page", "maint.switch"]
 PROBE = """
 import importlib, pkgutil, sys
 package = importlib.import_module(sys.argv[1])

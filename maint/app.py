@@ -13,12 +13,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maint import build, cluster, naming, page, switch
-from maint.cluster import Cluster
 from maint.errors import InvalidInput, NotFound
 from maint.notices import (
     DatabaseLimits,
@@ -32,31 +31,31 @@ from maint.notices import (
 )
 from maint.notices.validation import MAX_WINDOW, namespace_policy
 from maint.page import bypass as page_bypass
-from maint.runner import (
-    KubernetesEvents,
-    OverdueResult,
-    Runner,
-    Steps,
-    due_at,
-    make_claims,
-    notify,
-    restore_overdue,
-    utcnow,
-)
-from maint.runner.alertmanager import Alertmanager
-from maint.runner.beacon import SweepBeacon
 from maint.runner.housekeeping import pending_images
-from maint.runner.metrics import Metrics
-from maint.runner.notify import Notifier
-from maint.runner.silences import Silences
 from maint.runner.status import Status, status
-from maint.runner.transitions import Window
-from maint.runner.webhooks import Webhook
+from maint.runner.transitions import Window, due_at
 from maint.settings import Settings
-from maint.switch import preflight
+
+# Only for annotations: the runner, its observers and the Kubernetes client are imported where
+# they are built (``App.runner``, ``App.api``...), so the commands that only read the database
+# (``notice list``, ``notice show``, ``status``) never load them, nor prometheus_client.
+if TYPE_CHECKING:
+    from maint.cluster import Cluster
+    from maint.notices.outbox import Routing
+    from maint.runner import KubernetesEvents, OverdueResult, Runner, Steps
+    from maint.runner.beacon import SweepBeacon
+    from maint.runner.notify import Notifier
+    from maint.runner.silences import Silences
+    from maint.runner.webhooks import Webhook
+    from maint.switch.preflight import Finding
 
 log = logging.getLogger(__name__)
 WAIT_PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines of `--wait`
+
+
+def utcnow() -> datetime:
+    """The default clock: aware UTC, as ``maint.runner.utcnow`` (which would load the runner)."""
+    return datetime.now(UTC)
 
 
 def say_stderr(line: str) -> None:
@@ -98,14 +97,27 @@ class App:
                     keepalives_count=s.database_keepalives_count,
                     tcp_user_timeout=s.database_tcp_user_timeout,
                 ),
-                routing=notify.routing(self.webhooks) if self.webhooks else None,
+                routing=self._routing(),
             )
         return self._store
+
+    def _routing(self) -> Routing | None:
+        """Which events queue webhook notifications: None without webhooks."""
+        if not self.webhooks:
+            return None
+        from maint.runner import notify
+
+        return notify.routing(self.webhooks)
 
     @functools.cached_property
     def webhooks(self) -> list[Webhook]:
         """The configured webhooks, parsed once (the store, the runner and the senders)."""
-        return [Webhook.parse(url) for url in self.settings.webhooks()]
+        urls = self.settings.webhooks()
+        if not urls:
+            return []  # and the senders' HTTP client stays unloaded
+        from maint.runner.webhooks import Webhook
+
+        return [Webhook.parse(url) for url in urls]
 
     @property
     def api(self) -> Cluster:
@@ -133,6 +145,8 @@ class App:
         renew: Callable[[int], object] = lambda _target_id: None,
         observe: Callable[[Event], None] = _ignore,
     ) -> Steps:
+        from maint.runner import Steps
+
         return Steps(
             api=self.api,
             store=self.store,
@@ -152,6 +166,13 @@ class App:
         it starts are the App's to close, and a second set would leak the first's threads."""
         if self._beacon is not None:
             raise RuntimeError("App.runner() builds the one runner of an App: called twice")
+        from maint.runner import KubernetesEvents, Runner, make_claims
+        from maint.runner.alertmanager import Alertmanager
+        from maint.runner.beacon import SweepBeacon
+        from maint.runner.metrics import Metrics
+        from maint.runner.notify import Notifier
+        from maint.runner.silences import Silences
+
         claims = make_claims(self.store, self.settings)
         self._beacon = SweepBeacon(self.store, replica=claims.owner)
         metrics = Metrics(on_sweep=self._beacon.completed)
@@ -262,7 +283,7 @@ class App:
                     raise InvalidInput(f"Service {ref} does not exist") from None
                 switch.switchable(service)
                 found = self.preflight(ref, pause_reconcilers=pause_reconcilers)
-                refused = preflight.blocking(found, allowed=allow)
+                refused = switch.preflight.blocking(found, allowed=allow)
                 if refused:
                     first = refused[0]
                     raise InvalidInput(
@@ -274,9 +295,7 @@ class App:
         )
         return self.store.add(new, now=now, due_at=due_at(TargetState.SCHEDULED, window=window))
 
-    def plan(
-        self, targets: Sequence[str], *, pause_reconcilers: bool = False
-    ) -> list[preflight.Finding]:
+    def plan(self, targets: Sequence[str], *, pause_reconcilers: bool = False) -> list[Finding]:
         """The preflight of ``maint plan``: every finding for every target, in order."""
         if not targets:
             raise InvalidInput("give at least one --target NAMESPACE/SERVICE")
@@ -284,14 +303,12 @@ class App:
         pause = pause_reconcilers
         return [f for ref in refs for f in self.preflight(ref, pause_reconcilers=pause)]
 
-    def preflight(
-        self, ref: ServiceRef, *, pause_reconcilers: bool = False
-    ) -> list[preflight.Finding]:
+    def preflight(self, ref: ServiceRef, *, pause_reconcilers: bool = False) -> list[Finding]:
         try:
             around = cluster.surroundings(self.api, namespace=ref.namespace, name=ref.name)
         except NotFound:
             raise InvalidInput(f"Service {ref} does not exist") from None
-        return preflight.findings(around, pause_reconcilers=pause_reconcilers)
+        return switch.preflight.findings(around, pause_reconcilers=pause_reconcilers)
 
     def end_notice(self, notice_id: int, *, cancel: bool) -> Notice:
         """Record "end now" or "cancel": only the database is written, the runner acts.
@@ -434,6 +451,8 @@ class App:
         return page_bypass.derive(key, notice_id=notice.id, salt=notice.bypass_salt).link
 
     def restore_overdue(self) -> list[OverdueResult]:
+        from maint.runner import restore_overdue
+
         return restore_overdue(self.api, now=self.clock())
 
     def status(self) -> Status:
@@ -442,11 +461,10 @@ class App:
 
 
 def check_names(names: Sequence[str]) -> None:
-    unknown = sorted(set(names) - set(preflight.CHECKS))
+    checks = switch.preflight.CHECKS
+    unknown = sorted(set(names) - set(checks))
     if unknown:
-        raise InvalidInput(
-            f"--allow {unknown[0]}: no such check (checks: {', '.join(preflight.CHECKS)})"
-        )
+        raise InvalidInput(f"--allow {unknown[0]}: no such check (checks: {', '.join(checks)})")
 
 
 def notice_json(

@@ -21,7 +21,6 @@ from maint.notices.validation import namespace_policy
 from maint.runner.housekeeping import pending_images
 from maint.runner.status import Status
 from maint.settings import Settings
-from maint.switch import preflight
 
 
 class _Parser(argparse.ArgumentParser):
@@ -304,6 +303,8 @@ def _dispatch(app: App, args: argparse.Namespace) -> int:
                 server.server_close()
         return 0
     if command == "plan":
+        from maint.switch import preflight
+
         found = app.plan(args.target, pause_reconcilers=args.pause_reconcilers)
         if args.output == "json":
             print(preflight.dumps(found))

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
         env_prefix="MAINT_",
         extra="ignore",
         frozen=True,
-        use_attribute_docstrings=True,
+        # The fields' docstrings are for readers (a unit test checks each has one); pydantic's
+        # use_attribute_docstrings would parse this source file at every start (about 15 ms).
         # A rejected value may be a URL with a token (webhooks, the database): never echo it.
         hide_input_in_errors=True,
     )

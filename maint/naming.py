@@ -21,6 +21,7 @@ RESTORE_BY_ANNOTATION = "maint.io/restore-by"
 PAUSED_ANNOTATION = "maint.io/paused"
 # Who owned the selector's keys before the switch (``switch.ownership``), given back at restore.
 SELECTOR_OWNERS_ANNOTATION = "maint.io/selector-owners"
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")  # set by the Job controller
 SERVICE_ANNOTATIONS = (
     ORIGINAL_SELECTOR_ANNOTATION,
     PAGE_SELECTOR_ANNOTATION,
@@ -67,6 +68,11 @@ def page_selector(*, name: str, keys: Iterable[str]) -> dict[str, str]:
 def page_labels(*, name: str, keys: Iterable[str], base: Mapping[str, str]) -> dict[str, str]:
     """The page Pod's labels: maint's own (``base``, the page name) and the page selector's."""
     return page_selector(name=name, keys=keys) | dict(base) | {PAGE_LABEL: name}
+
+
+def job_of(labels: Mapping[str, str]) -> str | None:
+    """The Job a Pod was made for, from the labels the Job controller gives its Pods."""
+    return next((labels[k] for k in JOB_NAME_LABELS if k in labels), None)
 
 
 def is_maint_key(key: str) -> bool:

@@ -199,7 +199,6 @@ class Ending:
 
         page_pods = found("Pod", item.target.ref.namespace) if pods else []
         jobs = found("Job", build_ns)
-        # A Job's Pods go with it, but asynchronously (garbage collector): do not wait.
         build_pods = found("Pod", build_ns)
         digests = {image.split("@", 1)[1] for image in images if "@" in image}
         digests |= {
@@ -207,7 +206,11 @@ class Ending:
             for p in build_pods
             if p.ended is not None and build.kaniko.DIGEST.fullmatch(p.ended.message)
         }
-        for ref in [*page_pods, *jobs, *build_pods, *found("ConfigMap", build_ns)]:
+        # A Job's Pods go with it (the garbage collector, soon after): only a Pod whose Job is
+        # already gone is deleted here.
+        doomed = {job.name for job in jobs}
+        strays = [p for p in build_pods if naming.job_of(p.labels) not in doomed]
+        for ref in [*page_pods, *jobs, *strays, *found("ConfigMap", build_ns)]:
             if cluster.delete(ctx.api, kind=ref.kind, namespace=ref.namespace, name=ref.name):
                 ctx.event(item, "cleanup", "ok", f"deleted {ref.kind} {ref.namespace}/{ref.name}")
         if keep is None:  # the window ends: the page's NetworkPolicy goes too (after its Pod)

@@ -89,7 +89,7 @@ MAINT_CALLS = [
     ("list", "", "configmaps", "build"),  # reading.list_managed
     ("delete", "", "configmaps", "build"),
     ("list", "", "pods", "build"),  # reading.job_termination (the digest)
-    ("delete", "", "pods", "build"),  # cleanup of the Job's Pods
+    ("delete", "", "pods", "build"),  # cleanup of a Pod whose Job is gone
     ("get", "", "pods/log", "build"),  # reading.pod_log_tail (failed build)
 ]
 

@@ -2,8 +2,8 @@
 
 The preparation reads the Service once (the preflight's read plans the page and its
 NetworkPolicy) and lists the app's Pods and the namespace's NetworkPolicies once; the cleanup
-lists each kind once per namespace and finds the digests to delete in the Kaniko Pods it lists
-for deletion, not with another list of each Job's Pods.
+lists each kind once per namespace and finds the digests to delete in the Kaniko Pods it lists,
+not with another list of each Job's Pods; those Pods go with their Job (garbage collector).
 
 The shared window's steps go through an ``ApiProxy`` whose audit is the record; everything is
 real (control plane, registry, SQLite and PostgreSQL) but the clock, which the test sets. The
@@ -21,6 +21,7 @@ import pytest
 from maint.notices import TargetState
 from tests.support.faults import ApiProxy, Exchange
 from tests.support.kubelet import JobResult
+from tests.support.window import leftovers_after
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -45,7 +46,7 @@ def _lists(reads: list[Exchange]) -> Counter[tuple[str, str, str]]:
     return Counter((e.path.split("/")[-2], e.resource, _labels(e)) for e in reads if not e.name)
 
 
-def test_a_window_reads_each_thing_once_per_step(window, proxy, kubelet, oci_registry):
+def test_a_window_reads_each_thing_once_per_step(window, proxy, kubelet, oci_registry, k8s):
     kubelet.default_job_result = JobResult(
         succeeded=True, message=oci_registry.push_image("maint-page")
     )
@@ -76,3 +77,5 @@ def test_a_window_reads_each_thing_once_per_step(window, proxy, kubelet, oci_reg
     deleted = [e.path for e in proxy.audit.all()[since:] if e.method == "DELETE"]
     assert any("/jobs/" in p for p in deleted) and any("/configmaps/" in p for p in deleted)
     assert any(f"/namespaces/{window.namespace}/pods/" in p for p in deleted)
+    assert not [p for p in deleted if f"/namespaces/{window.build_namespace}/pods/" in p]
+    assert leftovers_after(k8s, notice.id) == []

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from kubernetes.client import CoreV1Api
@@ -31,19 +31,9 @@ pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
 
 @pytest.fixture
-def proxy(control_plane) -> Iterator[ApiProxy]:
-    with ApiProxy(
-        upstream=control_plane.server, ca_file=control_plane.ca_file, token=control_plane.token
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def window(window: Window, proxy, tmp_path) -> Window:
+def window_settings(proxy, tmp_path) -> dict[str, Any]:
     """The shared window, its steps going through the counting proxy."""
-    kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
-    window.app.settings = window.app.settings.model_copy(update={"kubeconfig": str(kubeconfig)})
-    return window
+    return {"kubeconfig": str(proxy.kubeconfig(tmp_path / "kubeconfig"))}
 
 
 def _selector(k8s, window: Window, service: str = "web") -> dict[str, str]:

@@ -25,15 +25,9 @@ from maint.runner.webhooks import Webhook
 from maint.settings import Settings
 from tests.support.kubelet import JobResult
 from tests.support.outbox import deliveries
-from tests.support.processes import (
-    MaintRun,
-    Stage,
-    launcher,
-    make_stage,
-    wait_until,
-)
+from tests.support.processes import MaintRun, Stage, launcher, wait_until
 from tests.support.webhooks import Receiver, kinds, receiver_running
-from tests.support.window import open_window
+from tests.support.window import ON_POSTGRESQL
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -55,6 +49,12 @@ def stage_database_url(database_url: str) -> str:
 def receiver() -> Iterator[Receiver]:
     with receiver_running() as r:
         yield r
+
+
+@pytest.fixture
+def window_settings(receiver: Receiver) -> dict[str, Any]:
+    """The shared window tells the receiver."""
+    return {"webhook_urls": _json_url(receiver)}
 
 
 def _json_url(receiver: Receiver, path: str = "/hook") -> str:
@@ -144,25 +144,9 @@ def test_each_milestone_is_told_once_to_each_webhook_in_its_format(stage, receiv
     _no_secret(log)
 
 
-@pytest.fixture
-def pg_stage(control_plane, k8s, kubelet, oci_registry, postgres_url, tmp_path) -> Iterator[Stage]:
-    made = make_stage(
-        control_plane=control_plane,
-        k8s=k8s,
-        kubelet=kubelet,
-        registry=oci_registry,
-        database_url=postgres_url,
-        workdir=tmp_path / "pg",
-    )
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 @pytest.mark.postgres
-def test_two_replicas_tell_each_milestone_once(pg_stage, receiver):
-    stage = pg_stage
+@ON_POSTGRESQL  # replicas share PostgreSQL; SQLite is for one replica
+def test_two_replicas_tell_each_milestone_once(stage, receiver):
     target = f"{stage.namespace}/web"
     notice = stage.add(start_in=8, length=5)
     urls = f"{_json_url(receiver)} {_slack_url(receiver)}"
@@ -284,31 +268,24 @@ def test_a_foreign_selector_is_told_as_drift_and_failure_once_and_status_fails(s
 
 
 def test_a_rolled_back_window_tells_its_failed_preparation_once_and_the_rollback(
-    control_plane, k8s, namespace, database_url, kubelet, oci_registry, receiver
+    window, k8s, kubelet, receiver
 ):
     """A build that keeps failing: many `prepare retry` events, one `prepare-failed`
     notification; then the rollback, told with the reason."""
     kubelet.default_job_result = JobResult(succeeded=False, message="error building image")
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        webhook_urls=_json_url(receiver),
-    ) as window:
-        notice = window.add(start_in=600, length=600)
-        window.step()
-        window.clock.advance(60)
-        window.step()
-        retries = [e for e in window.app.store.events(notice.id) if e.outcome == "retry"]
-        assert len([e for e in retries if e.step == "prepare"]) >= 2
-        window.clock.at(notice.start + PREPARE_MARGIN)
-        window.step()
-        assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
-        wait_until(lambda: len(receiver.delivered()) >= 2, timeout=20, what="two notifications")
-        time.sleep(2.5)
-    target = f"{namespace}/web"
+    notice = window.add(start_in=600, length=600)
+    window.step()
+    window.clock.advance(60)
+    window.step()
+    retries = [e for e in window.app.store.events(notice.id) if e.outcome == "retry"]
+    assert len([e for e in retries if e.step == "prepare"]) >= 2
+    window.clock.at(notice.start + PREPARE_MARGIN)
+    window.step()
+    assert window.notice(notice.id).targets[0].state is TargetState.ROLLED_BACK
+    wait_until(lambda: len(receiver.delivered()) >= 2, timeout=20, what="two notifications")
+    time.sleep(2.5)
+    window.close()
+    target = f"{window.namespace}/web"
     told = receiver.delivered()
     assert kinds(told) == [("prepare-failed", target), ("rolled-back", target)]
     assert "error building image" in told[0].body["error"]

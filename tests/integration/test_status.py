@@ -5,7 +5,6 @@ than twice the poll interval (read from the database, written by every ``maint r
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maint.notices import Event, Notice, NoticeStore, TargetState, new_notice
 from maint.runner.status import status
+from tests.support.controlplane import free_port
 from tests.support.processes import FAST_SETTINGS, Stage, maint, maint_env, wait_until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
@@ -69,15 +69,9 @@ def _failures(port: int) -> float:
     raise AssertionError("no maint_target_failures_total")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_status_fails_on_a_failed_target_and_says_why(stage):
     """...and the alert's counter moves from 0 to 1 (``MaintTargetFailed``: ``increase()``)."""
-    port = _free_port()
+    port = free_port()
     notice = stage.add(start_in=5, length=6)
     run = stage.run("maint", health_port=port)
     wait_until(lambda: run.up(), timeout=30, what=f"maint run up\n{run.tail()}")

@@ -31,7 +31,7 @@ from maint.runner.claims import Claims
 from maint.runner.health import Heartbeat, serve_health
 from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
-from tests.support.window import APP_LABELS, Window, open_window
+from tests.support.window import APP_LABELS, Window
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -47,16 +47,9 @@ class Monotonic:
 
 
 @pytest.fixture
-def window(control_plane, k8s, namespace, database_url, oci_registry):
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        claim_ttl=TTL,
-    ) as w:
-        yield w
+def window_settings() -> dict[str, Any]:
+    """The shared window, with claims short enough to lapse within a test."""
+    return {"claim_ttl": TTL}
 
 
 def _config_map(namespace: str, name: str) -> dict[str, Any]:

@@ -19,9 +19,8 @@ from maint.notices import TargetState
 from maint.runner.alertmanager import Alertmanager
 from maint.runner.silences import Silences
 from tests.support.alertmanager import RealAlertmanager, alertmanager_running
-from tests.support.kubelet import JobResult
 from tests.support.processes import wait_until
-from tests.support.window import Window, open_window
+from tests.support.window import Window
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -35,24 +34,14 @@ def alertmanager() -> Iterator[RealAlertmanager]:
 
 
 @pytest.fixture
-def window(
-    control_plane, k8s, namespace, database_url, oci_registry, kubelet, alertmanager
-) -> Iterator[Window]:
-    kubelet.default_job_result = JobResult(
-        succeeded=True, message=oci_registry.push_image("maint-page")
-    )
-    with open_window(
-        control_plane=control_plane,
-        k8s=k8s,
-        namespace=namespace,
-        database_url=database_url,
-        registry=oci_registry,
-        build_timeout=5,
-        step_retry_delay=1,
-        alertmanager_url=alertmanager.url,
-        alertmanager_margin=MARGIN,
-    ) as w:
-        yield w
+def window_settings(alertmanager) -> dict[str, Any]:
+    """The shared window, silencing through the real Alertmanager."""
+    return {
+        "build_timeout": 5,
+        "step_retry_delay": 1,
+        "alertmanager_url": alertmanager.url,
+        "alertmanager_margin": MARGIN,
+    }
 
 
 def _observe(window: Window) -> Silences:

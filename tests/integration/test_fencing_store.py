@@ -8,51 +8,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from maint.errors import ClaimLost, Conflict
-from maint.notices import Claim, Event, NoticeStore, TargetState, new_notice
+from maint.notices import Claim, Event, NoticeStore, TargetState
+from tests.support.store import add_notice, event, open_store
 
 TTL = timedelta(seconds=30)
 
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[NoticeStore]:
-    s = NoticeStore(database_url)
-    s.upgrade()
-    try:
+    with open_store(database_url) as s:
         yield s
-    finally:
-        s.close()
 
 
 def _target(store: NoticeStore, service: str = "web") -> int:
-    now = datetime.now(UTC)
-    new = new_notice(
-        title="Planned maintenance",
-        reason="DB upgrade",
-        start=(now + timedelta(hours=1)).isoformat(),
-        end=(now + timedelta(hours=2)).isoformat(),
-        targets=[f"shop/{service}"],
-        lang="en",
-        maintenance=True,
-        now=now,
-        start_tolerance=timedelta(minutes=5),
-    )
-    return store.add(new, now=now, due_at=now).targets[0].id
+    return add_notice(store, service=service).targets[0].id
 
 
 def _event(notice_id: int, outcome: str) -> Event:
-    return Event(
-        at=datetime.now(UTC),
-        notice_id=notice_id,
-        target="shop/web",
-        step="prepare",
-        outcome=outcome,
-        detail="",
-    )
+    return event(notice_id, "prepare", outcome)
 
 
 def test_every_claim_is_a_new_generation_and_a_live_claim_is_never_taken(store) -> None:

@@ -19,65 +19,51 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from maint.notices import NoticeStore, new_notice
+from tests.support.store import add_notice, open_store
 
 pytestmark = pytest.mark.postgres
 
 
 def test_an_intent_and_a_steps_event_at_the_same_moment_both_commit(postgres_url: str) -> None:
-    store = NoticeStore(postgres_url)
-    store.upgrade()
     now = datetime.now(UTC)
-    notice = store.add(
-        new_notice(
-            title="t",
-            reason="r",
-            start=(now + timedelta(minutes=10)).isoformat(),
-            end=(now + timedelta(minutes=20)).isoformat(),
-            targets=["shop/web"],
-            lang="en",
-            maintenance=True,
-            now=now,
-            start_tolerance=timedelta(seconds=5),
-        ),
-        now=now,
-        due_at=now,
-    )
-    target_id = notice.targets[0].id
-    engine = sa.create_engine(postgres_url)
-    errors: list[BaseException] = []
-    try:
-        with engine.connect() as step:
-            transaction = step.begin()
-            # The step: its target row first ...
-            step.execute(
-                sa.text("UPDATE targets SET due_at = :now WHERE id = :id"),
-                {"now": now, "id": target_id},
-            )
+    with open_store(postgres_url) as store:
+        notice = add_notice(
+            store, now=now, start_in=timedelta(minutes=10), length=timedelta(minutes=10)
+        )
+        target_id = notice.targets[0].id
+        engine = sa.create_engine(postgres_url)
+        errors: list[BaseException] = []
+        try:
+            with engine.connect() as step:
+                transaction = step.begin()
+                # The step: its target row first ...
+                step.execute(
+                    sa.text("UPDATE targets SET due_at = :now WHERE id = :id"),
+                    {"now": now, "id": target_id},
+                )
 
-            def intent() -> None:
-                try:
-                    store.set_window(notice.id, end_now=True, intent="end")
-                except BaseException as error:
-                    errors.append(error)
+                def intent() -> None:
+                    try:
+                        store.set_window(notice.id, end_now=True, intent="end")
+                    except BaseException as error:
+                        errors.append(error)
 
-            operator = threading.Thread(target=intent)
-            operator.start()
-            # ... the intent now holds the notice row and waits for the target row ...
-            operator.join(timeout=2)
-            assert operator.is_alive(), f"the intent did not wait for the step: {errors}"
-            # ... and the step's event checks its foreign key to the notice.
-            step.execute(
-                sa.text(
-                    "INSERT INTO events (notice_id, target, at, step, outcome, detail) "
-                    "VALUES (:notice, 'shop/web', :now, 'switch', 'ok', '')"
-                ),
-                {"notice": notice.id, "now": now},
-            )
-            transaction.commit()
-            operator.join(timeout=10)
-        assert errors == []
-        assert store.get(notice.id).end <= datetime.now(UTC)
-    finally:
-        engine.dispose()
-        store.close()
+                operator = threading.Thread(target=intent)
+                operator.start()
+                # ... the intent now holds the notice row and waits for the target row ...
+                operator.join(timeout=2)
+                assert operator.is_alive(), f"the intent did not wait for the step: {errors}"
+                # ... and the step's event checks its foreign key to the notice.
+                step.execute(
+                    sa.text(
+                        "INSERT INTO events (notice_id, target, at, step, outcome, detail) "
+                        "VALUES (:notice, 'shop/web', :now, 'switch', 'ok', '')"
+                    ),
+                    {"notice": notice.id, "now": now},
+                )
+                transaction.commit()
+                operator.join(timeout=10)
+            assert errors == []
+            assert store.get(notice.id).end <= datetime.now(UTC)
+        finally:
+            engine.dispose()

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from maint.notices import Event, NoticeStore, TargetState, new_notice
+from maint.notices import Event, NoticeStore, TargetState
 from maint.notices.outbox import Routing, channel_key
 from maint.notices.store import _MIGRATIONS
 from tests.support.outbox import deliveries
+from tests.support.store import add_notice, event, open_store
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 CHANNELS = (channel_key("https://a.example/x"), channel_key("https://b.example/y"))
@@ -37,34 +38,17 @@ def route(event: Event) -> tuple[str, str] | None:
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[NoticeStore]:
-    s = NoticeStore(database_url, routing=Routing(channels=CHANNELS, route=route))
-    s.upgrade()
-    try:
+    with open_store(database_url, routing=Routing(channels=CHANNELS, route=route)) as s:
         yield s
-    finally:
-        s.close()
 
 
 def _target(store: NoticeStore) -> tuple[int, int, str]:
-    new = new_notice(
-        title="t",
-        reason="r",
-        start=(NOW + timedelta(hours=1)).isoformat(),
-        end=(NOW + timedelta(hours=2)).isoformat(),
-        targets=["shop/web"],
-        lang="en",
-        maintenance=True,
-        now=NOW,
-        start_tolerance=timedelta(minutes=5),
-    )
-    notice = store.add(new, now=NOW, due_at=NOW)
+    notice = add_notice(store, now=NOW)
     return notice.id, notice.targets[0].id, "shop/web"
 
 
 def _event(notice_id: int, step: str, outcome: str, detail: str = "") -> Event:
-    return Event(
-        at=NOW, notice_id=notice_id, target="shop/web", step=step, outcome=outcome, detail=detail
-    )
+    return event(notice_id, step, outcome, detail, at=NOW)
 
 
 def test_a_milestone_is_queued_once_per_webhook_in_the_events_transaction(store, database_url):

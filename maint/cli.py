@@ -11,17 +11,21 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
+from maint import lazy
 
-from maint import __version__, page
-from maint.app import App, dumps, notice_json
-from maint.cluster import Write, installed
-from maint.errors import InvalidInput, MaintError
-from maint.notices import POOL_LOGGER, Notice
-from maint.notices.validation import namespace_policy
-from maint.runner.housekeeping import pending_images
-from maint.runner.status import Status
-from maint.settings import Settings
+# The command's libraries, loaded once per process without the collector's passes over them.
+with lazy.loading():
+    from pydantic import ValidationError
+
+    from maint import __version__, page
+    from maint.app import App, dumps, notice_json
+    from maint.cluster import Write, installed
+    from maint.errors import InvalidInput, MaintError
+    from maint.notices import POOL_LOGGER, Notice
+    from maint.notices.validation import namespace_policy
+    from maint.runner.housekeeping import pending_images
+    from maint.runner.status import Status
+    from maint.settings import Settings
 
 
 class _Parser(argparse.ArgumentParser):

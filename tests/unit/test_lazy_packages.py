@@ -7,10 +7,13 @@ only resolves once its module happens to be loaded (``build.kaniko`` failed that
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
 import pytest
+
+from maint import lazy
 
 PACKAGES = ["maint.cluster", "maint.build", "maint.runner", "maint.page", "maint.switch"]
 PROBE = """
@@ -48,3 +51,18 @@ def test_page_revision_is_the_function_even_after_its_module_was_imported() -> N
     probe = "import maint.page.revision, maint.page as p; assert callable(p.revision)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_loading_pauses_the_collector_then_restores_it_and_freezes_what_loaded(collecting):
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        with lazy.loading():
+            assert not gc.isenabled()
+            loaded = [object()]
+        assert gc.isenabled() is collecting
+        assert not any(o is loaded for o in gc.get_objects())  # frozen: no collection walks it
+    finally:
+        gc.unfreeze()
+        (gc.enable if was else gc.disable)()

@@ -14,6 +14,7 @@ The monotonic clock of ``Claims`` is injected where a test must stand past a TTL
 from __future__ import annotations
 
 import http.client
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -188,11 +189,12 @@ def test_a_replica_with_its_clock_two_ttls_ahead_never_takes_a_live_claim(
 
 
 def test_an_armed_switch_whose_claim_lapsed_while_it_waited_sends_no_patch(
-    window: Window, k8s, namespace
+    window: Window, k8s, namespace, caplog
 ) -> None:
     """The switch armed two seconds before the start holds the claim while it waits; its
     renewals stop (as in a replica cut off from its database) and another replica takes the
     target over. At the start the claim check stops the PATCH: the Service keeps the app."""
+    caplog.set_level(logging.WARNING, logger="maint.runner.reconcile")
     notice = window.add(start_in=600)
     target_id = notice.targets[0].id
     window.step()
@@ -211,3 +213,7 @@ def test_an_armed_switch_whose_claim_lapsed_while_it_waited_sends_no_patch(
     assert dict(service.spec.selector) == APP_LABELS
     assert window.app.store.target(target_id).target.state is TargetState.READY
     assert not [e for e in window.app.store.events(notice.id) if e.step == "switch"]
+    # Stopped by the check at the PATCH, not spared by a step that never reached it.
+    fenced = f"stopped: patch Service {namespace}/web: claim on target {target_id} lost"
+    stopped = [r.getMessage() for r in caplog.records if " stopped: " in r.getMessage()]
+    assert [m for m in stopped if fenced in m], stopped

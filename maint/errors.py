@@ -14,6 +14,12 @@ class InvalidInput(MaintError):
     """Bad input from the operator: nothing was written. The CLI exits 2."""
 
 
+class BehindPage(InvalidInput):
+    """The Service is behind a maintenance page now. ``notice add`` refuses it; for a window
+    already prepared or preparing it passes once the page's window ends (windows of one
+    Service never overlap, and the sweep restores a page left behind), so the runner waits."""
+
+
 class NotFound(MaintError):
     """A notice, target or cluster object that was expected does not exist."""
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from maint import build, cluster, naming, page, switch
 from maint.cluster import AppIngress, ServiceInfo, Surroundings
 from maint.errors import (
+    BehindPage,
     BuildFailed,
     Conflict,
     DatabaseUnavailable,
@@ -104,8 +105,10 @@ class Preparing:
             return self.ending.gone(item, why=str(e))
         if isinstance(e, Superseded | DatabaseUnavailable):
             raise e
-        permanent = isinstance(e, PERMANENT_BEFORE_SWITCH) or (
-            isinstance(e, BuildFailed) and build.permanent(e)
+        # Behind another window's page: that window ends, so this one waits for it.
+        permanent = not isinstance(e, BehindPage) and (
+            isinstance(e, PERMANENT_BEFORE_SWITCH)
+            or (isinstance(e, BuildFailed) and build.permanent(e))
         )
         ctx = self.ctx
         step = after_failure(
@@ -131,7 +134,12 @@ class Preparing:
         ctx = self.ctx
         service = cluster.service_from_dict(around.service) if around else self.service(item)
         if item.target.state in PRE_SWITCH:
-            ports = switch.switchable(service, own_page=item.target.pod)
+            try:
+                ports = switch.switchable(service, own_page=item.target.pod)
+            except BehindPage:
+                # Another window's page serves until that window ends (the switch checks
+                # again at its instant): the ports are still the Service's.
+                ports = switch.plan_ports(service)
         else:  # switched: the selector is ours now, the ports are still the Service's
             ports = switch.plan_ports(service)
         # The app's selector: recorded at the switch, else on the Service (switched without a

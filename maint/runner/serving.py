@@ -16,7 +16,7 @@ from datetime import datetime
 
 from maint import build, cluster, naming, switch
 from maint.cluster import PodInfo, ServiceInfo
-from maint.errors import BuildFailed, Conflict, MaintError, NotFound
+from maint.errors import BehindPage, BuildFailed, Conflict, MaintError, NotFound
 from maint.notices import TargetState, TargetUpdate, WorkItem
 from maint.runner.core import PageBuild, StepContext, Superseded
 from maint.runner.ending import Ending
@@ -54,20 +54,21 @@ class Serving:
         with ctx.instants.join(at, target_id=item.target.id) as member:
             try:
                 labels, service = self._arm_switch(item)
-                armed = self._plan_switch(item, labels, service)
+                armed = self._plan_armed(item, labels, service)
                 if not _until_instant(member):
                     return item  # the clock never got there (a test's): the next pass decides
                 fresh = ctx.confirm(item, Step.SWITCH, volley=member, since=since)
-                if fresh.notice.end != item.notice.end:  # extended a moment ago
+                if armed is not None and fresh.notice.end != item.notice.end:  # extended
                     armed = self._plan_switch(fresh, labels, service)
                 item = fresh
                 with member.firing():
                     try:
-                        result = (
-                            armed
-                            if isinstance(armed, Switched)
-                            else switch.apply_switch(ctx.api, armed)
-                        )
+                        if armed is None:
+                            result = self._apply_switch_now(item, labels)
+                        elif isinstance(armed, Switched):
+                            result = armed
+                        else:
+                            result = switch.apply_switch(ctx.api, armed)
                     except Conflict:  # the Service changed since it was read: read it again
                         result = self._apply_switch_now(item, labels)
                 patched_at = ctx.clock()
@@ -94,6 +95,16 @@ class Serving:
             restore_by=item.notice.end + self.ctx.settings.grace(),
             pause_reconcilers=item.notice.pause_reconcilers,
         )
+
+    def _plan_armed(
+        self, item: WorkItem, labels: dict[str, str], service: ServiceInfo
+    ) -> SwitchPlan | Switched | None:
+        """The armed switch's patch, or None while another window's page serves the Service:
+        that window ends before this one starts, so the Service is read again at the instant."""
+        try:
+            return self._plan_switch(item, labels, service)
+        except BehindPage:
+            return None
 
     def _switch_now(self, item: WorkItem) -> WorkItem:
         ctx = self.ctx

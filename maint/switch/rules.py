@@ -4,14 +4,15 @@ preparation (before anything is built) and by the switch itself (right before th
 from __future__ import annotations
 
 from maint.cluster import ServiceInfo
-from maint.errors import InvalidInput
+from maint.errors import BehindPage, InvalidInput
 from maint.naming import PAGE_LABEL, is_maint_key, page_name
 from maint.switch.pod import ContainerPort, plan_ports
 
 
 def switchable(service: ServiceInfo, *, own_page: str | None = None) -> tuple[ContainerPort, ...]:
     """The page Pod's container ports for ``service``, or ``InvalidInput`` saying why maint
-    cannot switch it (no retry fixes any of these: the Service itself must change).
+    cannot switch it (no retry fixes any of these: the Service itself must change), but for
+    ``BehindPage``: another window's page serves now, and its window ends.
 
     ``own_page``: the page Pod this target already made. A Service that selects exactly it was
     switched by this target (a switch whose record did not land yet), not by another page.
@@ -27,7 +28,7 @@ def switchable(service: ServiceInfo, *, own_page: str | None = None) -> tuple[Co
     if not service.selector:
         raise InvalidInput(f"Service {ref} has no selector; maint cannot switch it")
     if page is not None or PAGE_LABEL in service.selector:
-        raise InvalidInput(f"Service {ref} is behind a maintenance page right now")
+        raise BehindPage(f"Service {ref} is behind a maintenance page right now")
     own = sorted(key for key in service.selector if is_maint_key(key))
     if own:
         raise InvalidInput(

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from kubernetes.client import CoreV1Api
 
+from maint import naming
 from maint.app import App
 from maint.notices import TargetState
 from maint.runner.transitions import PREPARE_MARGIN
@@ -257,3 +259,35 @@ def test_whole_window_on_ecr_deletes_the_image_through_the_ecr_api(
     finally:
         w.close()
         CoreV1Api(k8s).delete_namespace(build_ns)
+
+
+def test_a_window_prepared_while_the_previous_window_of_its_service_serves_its_page(window, k8s):
+    """Two windows on one Service, the second prepared while the first's page serves: the
+    Service is behind maint's page only until the first ends, so the second builds its page
+    meanwhile and switches at its own start instead of being rolled back as "behind a
+    maintenance page"."""
+    first = window.add(start_in=600, length=600)
+    second = window.add(start_in=1225, length=300)  # prepared from 625 s, in the first window
+    window.step()
+    window.clock.at(first.start)
+    window.step()
+    assert window.notice(first.id).targets[0].state is TargetState.ACTIVE
+    window.clock.at(first.start + timedelta(seconds=30))
+    window.step()
+    assert window.notice(second.id).targets[0].state is TargetState.READY, window.lines[-6:]
+    window.clock.at(first.end)
+    window.step()
+    assert window.notice(first.id).targets[0].state is TargetState.COMPLETED
+    window.clock.at(second.start)
+    window.step()
+    target = window.notice(second.id).targets[0]
+    assert target.state is TargetState.ACTIVE
+    service = CoreV1Api(k8s).read_namespaced_service("web", window.namespace)
+    assert service.spec.selector == naming.page_selector(name=target.pod, keys=APP_LABELS)
+    window.clock.at(second.end)
+    window.step()
+    assert window.notice(second.id).targets[0].state is TargetState.COMPLETED
+    assert CoreV1Api(k8s).read_namespaced_service("web", window.namespace).spec.selector == (
+        APP_LABELS
+    )
+    assert leftovers_after(k8s, first.id) == [] and leftovers_after(k8s, second.id) == []

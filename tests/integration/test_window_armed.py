@@ -290,3 +290,34 @@ def test_an_armed_switch_reads_its_target_once_before_the_instant(window, k8s, p
     window.runner.wait_idle()
     assert len(reads) == 1, reads
     assert window.notice(notice_id).targets[0].state is TargetState.ACTIVE
+
+
+def test_a_switch_armed_while_the_previous_window_of_its_service_serves_switches_at_its_start(
+    window, k8s, proxy
+):
+    """Two windows on one Service, 5 s apart: the second's switch is armed while the first's
+    page still serves. Its patch cannot be computed then; it is read and sent at its start
+    (after the first's restore), not rolled back as "behind a maintenance page"."""
+    window.reconfigure(prepare_lead=1200)  # both prepared before the first starts
+    first = window.notice(_ready(window, length=300))
+    second = window.add(start_in=905, length=300)
+    window.step()
+    assert window.notice(second.id).targets[0].state is TargetState.READY
+    window.clock.at(first.start)
+    window.step()
+    _arm(window, proxy, first.end, services=2)  # the first's restore and the second's switch
+    window.clock.at(first.end)
+    wait_until(
+        lambda: window.notice(first.id).targets[0].state is TargetState.COMPLETED,
+        timeout=10,
+        what="the first window's restore",
+    )
+    assert window.notice(second.id).targets[0].state is TargetState.READY
+    window.clock.at(second.start)
+    window.runner.wait_idle()
+    target = window.notice(second.id).targets[0]
+    assert target.state is TargetState.ACTIVE, window.lines[-6:]
+    assert _selector(k8s, window) == naming.page_selector(name=target.pod, keys=APP_LABELS)
+    events = [(e.step, e.outcome, e.detail) for e in window.app.store.events(second.id)]
+    switch = [d for step, outcome, d in events if (step, outcome) == ("switch", "ok")]
+    assert len(switch) == 1 and "(+0.000s from start)" in switch[0], events

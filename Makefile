@@ -65,8 +65,11 @@ test:  ## set up, then unit + integration (parallel) and real-node tests
 unit: venv  ## unit tests only (no services)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-bench: venv  ## benchmarks against the local control plane; writes bench/results.json
+bench: venv  ## benchmarks (local control plane, then the real node); writes bench/results.json
 	@tools/ensure-services.sh
+	@if [ "$$(id -u)" = 0 ] && [ "$$(uname -s)" = Linux ]; then \
+	  tools/setup.sh && tools/k8sbin/build.sh node >/dev/null && tools/nodeimages/build.sh --build-only; \
+	fi
 	KUBEBUILDER_ASSETS="$$(tools/k8sbin/build.sh)" $(BIN)/python -m bench
 
 demo: venv  ## run a whole maintenance window (kind if present, else the local control plane)

@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): every benchmark of issues 6 and 15 in one run.
 
 Order: windows run by ``maint run`` (through the counting proxy), the same windows the seed's
-way, 50 Services sharing one start, 500 sharing another, the CLI's start-up, then the reconcile
-pass on 100,000 notices. Prints a table and writes ``bench/results.json``. ``--only`` runs a
+way, 50 Services sharing one start, 500 sharing another, the CLI's start-up, the reconcile pass
+on 100,000 notices, then, once that control plane is stopped, what a client sees on the real
+node (``bench.node``). Prints a table and writes ``bench/results.json``. ``--only`` runs a
 subset (nothing is written then).
 """
 
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import reconcile, report, windows
+from bench import node, reconcile, report, windows
 from bench.lab import log, running_lab
 from bench.servicewatch import ServiceWatch
 from bench.startup import cli_startup
@@ -26,7 +27,7 @@ from maint.settings import Settings
 from tests.support.fixtures_k8s import control_plane_assets
 
 HERE = Path(__file__).parent
-PARTS = ("scheduled", "seed", "shared", "large", "cli", "db")
+PARTS = ("scheduled", "seed", "shared", "large", "cli", "db", "node")
 
 
 def main() -> int:
@@ -34,6 +35,7 @@ def main() -> int:
     p.add_argument("--windows", type=int, default=24, help="windows per lag benchmark (>= 20)")
     p.add_argument("--services", type=int, default=50, help="Services sharing one start")
     p.add_argument("--large", type=int, default=500, help="Services sharing one start, again")
+    p.add_argument("--node-windows", type=int, default=12, help="windows on the real node")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs) afterwards")
     p.add_argument(
@@ -59,6 +61,7 @@ def main() -> int:
     passes: dict[str, Any] = {}
     sweep: dict[str, float] = {}
     startup: dict[str, Any] = {}
+    client: dict[str, Any] = {}
     with running_lab(control_plane_assets(), images=images) as lab:
         NoticeStore(lab.database_url).upgrade()
         watch = ServiceWatch(lab.k8s)
@@ -151,6 +154,12 @@ def main() -> int:
         workdir = lab.workdir
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+    if "node" in parts:
+        client = node.client_lag(
+            control_plane_assets(), count=args.node_windows, lead=120, length=8, spacing=16
+        )
+        log(f"node: {client}")
+        load["after_node"] = os.getloadavg()[0]
     load["end"] = os.getloadavg()[0]
     phases = list(found.values())
     log(f"done in {time.monotonic() - began:.0f}s")
@@ -163,6 +172,7 @@ def main() -> int:
             startup=startup,
             passes=passes,
             sweep=sweep,
+            client=client,
             load=load,
         )
         data["machine"]["images_left_in_registry"] = len(stored)
@@ -182,6 +192,8 @@ def main() -> int:
             print(passes, sweep)
         if startup:
             print("cli start-up", startup)
+        if client:
+            print("client-visible lag on the real node", client)
     return 0
 
 

@@ -26,11 +26,18 @@ MANIFEST_TYPES = ", ".join(
 
 
 def open_window(
-    node: Node, targets: list[str], *, title: str, lead_s: float, length_s: float
+    node: Node,
+    targets: list[str],
+    *,
+    title: str,
+    length_s: float,
+    lead_s: float = 0,
+    at: datetime | None = None,
 ) -> tuple[int, datetime, datetime]:
-    """A notice starting ``lead_s`` from now, lasting ``length_s``: (id, start, end)."""
+    """A notice starting ``at`` (else ``lead_s`` from now), lasting ``length_s``:
+    (id, start, end)."""
     notice_id, start, end, _link = open_bypass_window(
-        node, targets, title=title, lead_s=lead_s, length_s=length_s, bypass=False
+        node, targets, title=title, lead_s=lead_s, at=at, length_s=length_s, bypass=False
     )
     return notice_id, start, end
 
@@ -40,12 +47,13 @@ def open_bypass_window(
     targets: list[str],
     *,
     title: str,
-    lead_s: float,
     length_s: float,
+    lead_s: float = 0,
+    at: datetime | None = None,
     bypass: bool = True,
 ) -> tuple[int, datetime, datetime, str]:
     """``open_window`` with ``--bypass``: (id, start, end, the bypass link's path)."""
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead_s)
+    start = at or datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lead_s)
     end = start + timedelta(seconds=length_s)
     args = ["notice", "add", "--title", title, "--reason", "node test"]
     args += ["--start", start.isoformat(), "--end", end.isoformat(), "--lang", "en", "-o", "json"]

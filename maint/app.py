@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from maint.notices.validation import MAX_WINDOW, namespace_policy
 from maint.page import bypass as page_bypass
 from maint.runner.housekeeping import pending_images
 from maint.runner.status import Status, status
-from maint.runner.transitions import Window, due_at
+from maint.runner.transitions import Window, due_at, utcnow
 from maint.settings import Settings
 
 # Only for annotations: the runner, its observers and the Kubernetes client are imported where
@@ -51,11 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WAIT_PROGRESS_EVERY = 5.0  # seconds between "still waiting" lines of `--wait`
-
-
-def utcnow() -> datetime:
-    """The default clock: aware UTC, as ``maint.runner.utcnow`` (which would load the runner)."""
-    return datetime.now(UTC)
 
 
 def say_stderr(line: str) -> None:

@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     from maint.runner.announce import KubernetesEvents
     from maint.runner.claims import Claims
     from maint.runner.overdue import OverdueResult, restore_overdue
-    from maint.runner.reconcile import PassResult, Runner, make_claims, utcnow
+    from maint.runner.reconcile import PassResult, Runner, make_claims
     from maint.runner.scheduler import Scheduler
     from maint.runner.steps import Steps
-    from maint.runner.transitions import Decision, Step, Window, decide, due_at
+    from maint.runner.transitions import Decision, Step, Window, decide, due_at, utcnow
 
 _NAMES = {  # name -> (module, name there)
     "Claims": ("claims", "Claims"),
@@ -34,7 +34,7 @@ _NAMES = {  # name -> (module, name there)
     "due_at": ("transitions", "due_at"),
     "make_claims": ("reconcile", "make_claims"),
     "restore_overdue": ("overdue", "restore_overdue"),
-    "utcnow": ("reconcile", "utcnow"),
+    "utcnow": ("transitions", "utcnow"),
 }
 
 __all__ = [

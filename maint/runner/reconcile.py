@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from maint import cluster
 from maint.cluster import Cluster
@@ -29,17 +29,13 @@ from maint.runner.claims import Claims
 from maint.runner.metrics import Metrics
 from maint.runner.overdue import restore_overdue
 from maint.runner.steps import Steps, Superseded, describe
-from maint.runner.transitions import Step, decide
+from maint.runner.transitions import Step, decide, utcnow
 from maint.settings import Settings
 
 log = logging.getLogger(__name__)
 ARM_AHEAD = 10.0  # seconds before a start (end) at which its switch (restore) is armed:
 # enough to claim and read 500 targets sharing one instant on two busy cores
 ARMED_WORKERS = 512  # armed steps waiting for their instant at once (threads, mostly asleep)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -6,10 +6,15 @@ The scheduler only decides *when* to ask; the steps do the I/O. Every rule is he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from maint.notices import TargetState
+
+
+def utcnow() -> datetime:
+    """The default clock of the runner and the App: aware UTC."""
+    return datetime.now(UTC)
 
 
 class Step(StrEnum):

@@ -328,16 +328,30 @@ def installed(k8s, namespace, request) -> Iterator[Installed]:
     )
     docs = [d for d in docs if d["kind"] in RBAC_KINDS]
     manifests.apply(k8s, docs)
+    installed = Installed(
+        mode=request.param,
+        system=system,
+        build=build,
+        user=f"system:serviceaccount:{system}:maint",
+        docs=docs,
+    )
     try:
-        yield Installed(
-            mode=request.param,
-            system=system,
-            build=build,
-            user=f"system:serviceaccount:{system}:maint",
-            docs=docs,
-        )
+        _settle(k8s, installed, namespace=namespace)
+        yield installed
     finally:
         manifests.delete(k8s, docs)
+
+
+def _settle(k8s, installed: Installed, *, namespace: str, within: float = 5) -> None:
+    """Until the RBAC authorizer allows every call of maint's, for at most ``within`` s: it
+    reads roles and bindings from its informers, so one applied a moment ago can be missing for
+    a few milliseconds (a first SubjectAccessReview was denied so, once). A call still denied
+    after that is the test's to report."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if all(_allowed(k8s, installed, call, namespace=namespace) for call in MAINT_CALLS):
+            return
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("installed", ["cluster-wide"], indirect=True)

@@ -116,12 +116,13 @@ def test_without_its_database_maint_keeps_the_page_up_and_forces_the_restore_at_
 
 
 def test_restore_overdue_needs_no_database_and_waits_for_the_deadline(stage):
-    from maint import app
+    from maint import runner
     from maint.runner import overdue, reconcile
 
-    # `maint run` (its sweep job) and `maint restore --overdue` (App) call the one function.
+    # `maint run` (its sweep job) and `maint restore --overdue` (App.restore_overdue, which
+    # imports it from maint.runner when called) call the one function.
     assert reconcile.restore_overdue is overdue.restore_overdue
-    assert app.restore_overdue is overdue.restore_overdue
+    assert runner.restore_overdue is overdue.restore_overdue
 
     notice = stage.add(start_in=6, length=3)
     run = stage.run("maint")

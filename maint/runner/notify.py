@@ -268,12 +268,10 @@ class Notifier:
     def _record(self, delivery: Delivery, outcome: str, detail: str) -> None:
         outcomes.record(
             self.store,
-            Event(
-                at=self.clock(),
-                notice_id=delivery.notice_id,
-                target=delivery.target,
-                step="notify",
-                outcome=outcome,
-                detail=detail,
-            ),
+            at=self.clock(),
+            notice_id=delivery.notice_id,
+            target=delivery.target,
+            step="notify",
+            outcome=outcome,
+            detail=detail,
         )

@@ -8,6 +8,7 @@ it, and only logged when it does not; it never fails the observer, which tries a
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from maint.errors import MaintError
 from maint.notices import Event, NoticeStore
@@ -15,17 +16,29 @@ from maint.notices import Event, NoticeStore
 log = logging.getLogger(__name__)
 
 
-def record(store: NoticeStore, event: Event) -> None:
-    """Append ``event``; a database error is logged (with the line that was lost), not raised."""
+def record(
+    store: NoticeStore,
+    *,
+    at: datetime,
+    notice_id: int,
+    target: str,
+    step: str,
+    outcome: str,
+    detail: str,
+) -> None:
+    """Append the event; a database error is logged (with the line that was lost), not raised."""
+    event = Event(
+        at=at, notice_id=notice_id, target=target, step=step, outcome=outcome, detail=detail
+    )
     try:
         store.record(event)
     except MaintError as e:
         log.warning(
             "%s %s of notice %s %s not recorded: %s (%s)",
-            event.step,
-            event.outcome,
-            event.notice_id,
-            event.target,
+            step,
+            outcome,
+            notice_id,
+            target,
             e,
-            event.detail,
+            detail,
         )

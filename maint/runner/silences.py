@@ -254,14 +254,12 @@ class Silences:
     def _record(self, job: Job, outcome: str, detail: str) -> None:
         outcomes.record(
             self.store,
-            Event(
-                at=self.clock(),
-                notice_id=job.notice_id,
-                target=job.target,
-                step="silence",
-                outcome=outcome,
-                detail=detail,
-            ),
+            at=self.clock(),
+            notice_id=job.notice_id,
+            target=job.target,
+            step="silence",
+            outcome=outcome,
+            detail=detail,
         )
 
 

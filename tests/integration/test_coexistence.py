@@ -33,7 +33,7 @@ from maint import cluster, naming
 from maint.cli import main
 from maint.notices import TargetState
 from tests.support.processes import ready_endpoints, wait_until
-from tests.support.window import APP_LABELS, ON_SQLITE, Window, leftovers_after
+from tests.support.window import APP_LABELS, ON_SQLITE, Window, as_older_release, leftovers_after
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -309,20 +309,7 @@ def test_a_window_an_older_release_switched_is_restored_after_the_upgrade(window
     not take it for someone else's and leave the Service on the page (FAILED)."""
     core, ns = CoreV1Api(k8s), window.namespace
     notice_id, pod = _active(window)
-    legacy = naming.legacy_page_selector(name=pod)
-    core.patch_namespaced_pod(pod, ns, {"metadata": {"labels": legacy}})
-    core.patch_namespaced_service(
-        "web",
-        ns,
-        [
-            {"op": "replace", "path": "/spec/selector", "value": legacy},
-            {
-                "op": "replace",
-                "path": "/metadata/annotations/maint.io~1page-selector",
-                "value": json.dumps(legacy, sort_keys=True),
-            },
-        ],
-    )
+    as_older_release(k8s, ns, pod=pod)
     window.clock.at(window.notice(notice_id).end)
     window.step()
     assert window.notice(notice_id).targets[0].state is TargetState.COMPLETED

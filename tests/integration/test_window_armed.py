@@ -13,7 +13,6 @@ passes for ``maint run``); everything else is real, and every request of maint g
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from maint import naming
 from maint.notices import TargetState
 from tests.support.faults import ApiProxy, Exchange
 from tests.support.processes import wait_until
-from tests.support.window import APP_LABELS, Window, leftovers_after, make_app
+from tests.support.window import APP_LABELS, Window, as_older_release, leftovers_after, make_app
 
 pytestmark = [pytest.mark.k8s, pytest.mark.registry]
 
@@ -239,26 +238,13 @@ def test_an_armed_restore_of_a_window_an_older_release_switched_sends_its_patch_
 ):
     """The older release's page selector (``naming.legacy_page_selector``, without the app's
     keys) is armed for the end too, as the usual restore gives it back."""
-    core, ns = CoreV1Api(k8s), window.namespace
+    ns = window.namespace
     notice_id = _ready(window, length=300)
     notice = window.notice(notice_id)
     window.clock.at(notice.start)
     window.step()
     pod = window.notice(notice_id).targets[0].pod
-    legacy = naming.legacy_page_selector(name=pod)
-    core.patch_namespaced_pod(pod, ns, {"metadata": {"labels": legacy}})
-    core.patch_namespaced_service(
-        "web",
-        ns,
-        [
-            {"op": "replace", "path": "/spec/selector", "value": legacy},
-            {
-                "op": "replace",
-                "path": "/metadata/annotations/maint.io~1page-selector",
-                "value": json.dumps(legacy, sort_keys=True),
-            },
-        ],
-    )
+    legacy = as_older_release(k8s, ns, pod=pod)
     since = _arm(window, proxy, notice.end)
     window.clock.at(notice.end)
     window.runner.wait_idle()

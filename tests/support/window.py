@@ -7,6 +7,7 @@ reports the digest of an image the test really pushed to the registry.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -282,6 +283,28 @@ def managed_leftovers(k8s: ApiClient, notice_id: int) -> list[str]:
         for o in listed(label_selector=selector).items
     ]
     return found
+
+
+def as_older_release(k8s: ApiClient, namespace: str, *, pod: str) -> dict[str, str]:
+    """Make the switched Service ``web`` look switched by a release before the page selector
+    kept the app's keys: the page Pod and the selector carry ``naming.legacy_page_selector``
+    (and the annotation says so). Returns that selector."""
+    core = CoreV1Api(k8s)
+    legacy = naming.legacy_page_selector(name=pod)
+    core.patch_namespaced_pod(pod, namespace, {"metadata": {"labels": legacy}})
+    core.patch_namespaced_service(
+        "web",
+        namespace,
+        [
+            {"op": "replace", "path": "/spec/selector", "value": legacy},
+            {
+                "op": "replace",
+                "path": "/metadata/annotations/maint.io~1page-selector",
+                "value": json.dumps(legacy, sort_keys=True),
+            },
+        ],
+    )
+    return legacy
 
 
 def leftovers_after(k8s: ApiClient, notice_id: int, timeout: float = 15) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import http.server
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +19,7 @@ import pytest
 from maint.page import bypass
 from tests.support.fixtures_nginx import NginxPage, nginx_serving
 from tests.support.page_cases import sample_context
+from tests.support.serving import in_thread
 
 pytestmark = pytest.mark.nginx
 
@@ -49,14 +49,8 @@ class _App(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def app() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _App), name="app") as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.serving import in_thread
+
 Address = tuple[str, int]
 JOIN_DEADLINE = 5.0  # seconds for a copying thread to notice its sockets closed
 
@@ -153,11 +155,5 @@ def app_serving(body: bytes) -> Iterator[App]:
     """The app on a free loopback port, answering every GET with 200 and ``body``."""
     server = _App(("127.0.0.1", 0), _AppHandler)
     server.body, server.requests = body, []
-    thread = threading.Thread(target=server.serve_forever, name="app", daemon=True)
-    thread.start()
-    try:
+    with in_thread(server, name="app", join=JOIN_DEADLINE):
         yield App(address=("127.0.0.1", server.server_port), requests=server.requests)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=JOIN_DEADLINE)

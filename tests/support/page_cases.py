@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from maint.page import SCRIPT_FILE, BuildContext, PageNotice, make_server, render
+from tests.support.serving import in_thread
 
 HOSTILE_REASON = 'DB upgrade <script>alert(1)</script> & "quotes"\n두 번째 줄'
 
@@ -210,12 +210,5 @@ def check(case: PageCase, reply: Reply, context: BuildContext) -> None:
 @contextlib.contextmanager
 def running_preview(context: BuildContext) -> Iterator[str]:
     """The preview server on a free loopback port, in a thread; yields its base URL."""
-    server = make_server(context, port=0)
-    thread = threading.Thread(target=server.serve_forever, name="page-preview", daemon=True)
-    thread.start()
-    try:
+    with in_thread(make_server(context, port=0), name="page-preview") as server:
         yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.require import binary
+from tests.support.serving import in_thread
 
 SCRIPT = str(files("maint.page").joinpath("templates/reload.js"))
 
@@ -111,14 +111,8 @@ class _Comeback(BaseHTTPRequestHandler):
 @pytest.fixture
 def comeback() -> Iterator[str]:
     _Comeback.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Comeback)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(ThreadingHTTPServer(("127.0.0.1", 0), _Comeback)) as server:
         yield f"http://127.0.0.1:{server.server_port}/shop?x=1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_after_the_end_it_polls_the_page_url_with_backoff_and_reloads_when_the_app_answers(

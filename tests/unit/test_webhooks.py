@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -16,6 +15,7 @@ from maint.notices import Event
 from maint.runner.notify import KINDS, STATES, route
 from maint.runner.webhooks import Message, Webhook, WebhookFailed, generic_body, slack_body
 from maint.settings import Settings
+from tests.support.serving import in_thread
 
 AT = datetime(2026, 12, 5, 10, 0, 0, 250000, tzinfo=UTC)
 
@@ -177,14 +177,8 @@ class _Echo500(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echo_500() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo500)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo500)) as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_failed_post_says_the_status_and_host_and_never_the_token(echo_500):

@@ -5,6 +5,7 @@ Commands stay thin: parse, call one function here, print.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -168,6 +169,9 @@ class App:
         from maint.runner.notify import Notifier
         from maint.runner.silences import Silences
 
+        if self.settings.watch_cache and self.api.cache is None:
+            # The runner's reads marked ``cached`` come from shared watches (``caching``).
+            self._api = dataclasses.replace(self.api, cache=cluster.Cache(self.api))
         claims = make_claims(self.store, self.settings)
         self._beacon = SweepBeacon(self.store, replica=claims.owner)
         metrics = Metrics(on_sweep=self._beacon.completed)
@@ -228,6 +232,8 @@ class App:
         if self._store is not None:
             self._store.close()
         if self._api is not None:
+            if self._api.cache is not None:
+                self._api.cache.close()
             self._api.close()
 
     # --- use cases ------------------------------------------------------------------------

@@ -196,6 +196,14 @@ class Settings(BaseSettings):
     conflict, drift) as a Kubernetes Event on the target Service (``kubectl describe service``).
     Best effort, sent off the step's path; the database's event log stays the history."""
 
+    watch_cache: bool = True
+    """Read what windows read again and again (their Services, page Pods, Jobs and build
+    Pods, EndpointSlices, NetworkPolicies, build ConfigMaps) from one list and watch per kind
+    and namespace, shared by every window there, instead of a request each time: about half
+    the requests of a window. Writes never rely on it alone (every selector PATCH tests what it
+    replaces). Off: every read is a request, and maint holds no copy of the target
+    namespaces' Pods and Services (memory in very large namespaces)."""
+
     health_port: int = Field(default=8081, ge=0, le=65535)
     """Port of ``maint run``'s ``/healthz`` (liveness probe); 0 turns it off. 8081 stays clear
     of the 8080 that many sidecars and the page image use."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from maint import lazy
 
 if TYPE_CHECKING:
+    from maint.cluster.caching import Cache
     from maint.cluster.calls import on_api_error
     from maint.cluster.connection import Cluster, connect
     from maint.cluster.convert import service_from_dict
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 _NAMES = {  # name -> (module, name there)
     "AppIngress": ("types", "AppIngress"),
+    "Cache": ("caching", "Cache"),
     "Cluster": ("connection", "Cluster"),
     "FIELD_MANAGER": ("types", "FIELD_MANAGER"),
     "JobInfo": ("types", "JobInfo"),
@@ -92,6 +94,7 @@ _NAMES = {  # name -> (module, name there)
 __all__ = [
     "FIELD_MANAGER",
     "AppIngress",
+    "Cache",
     "Cluster",
     "JobInfo",
     "Manifest",

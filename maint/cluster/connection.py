@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maint.errors import MaintError
+
+if TYPE_CHECKING:
+    from maint.cluster.caching import Cache
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection (TCP and TLS) to the API server."""
@@ -54,7 +57,8 @@ def socket_options() -> list[tuple[int, int, int]]:
 
 @dataclass(frozen=True)
 class Cluster:
-    """Typed API groups over one ``ApiClient``."""
+    """Typed API groups over one ``ApiClient``; ``cache``: the runner's watch cache
+    (``caching``), which reads marked ``cached=True`` use (None: every read is a request)."""
 
     api: Any
     core: Any
@@ -62,6 +66,7 @@ class Cluster:
     discovery: Any
     events: Any
     networking: Any
+    cache: Cache | None = None
 
     def close(self) -> None:
         self.api.close()

@@ -120,3 +120,58 @@ def ready_pods(endpoint_slice: object) -> list[str]:
         if ready and endpoint.target_ref is not None and endpoint.target_ref.kind == "Pod":
             names.append(endpoint.target_ref.name)
     return names
+
+
+# --- the same snapshots from the API's JSON (the watch cache keeps objects as JSON) ---------
+
+
+def pod_from_dict(obj: dict[str, Any]) -> PodInfo:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec") or {}, obj.get("status") or {}
+    conditions = status.get("conditions") or []
+    return PodInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        phase=status.get("phase") or "Pending",
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        ip=status.get("podIP"),
+        labels=dict(meta.get("labels") or {}),
+        deleting=meta.get("deletionTimestamp") is not None,
+        node=spec.get("nodeName"),
+        uid=meta.get("uid", ""),
+    )
+
+
+def job_from_dict(obj: dict[str, Any]) -> JobInfo:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    done = {c.get("type"): c for c in conditions if c.get("status") == "True"}
+    failed = done.get("Failed")
+    meta = obj.get("metadata", {})
+    return JobInfo(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        succeeded="Complete" in done,
+        failed=failed is not None,
+        reason=f"{failed.get('reason')}: {failed.get('message')}" if failed is not None else "",
+    )
+
+
+def termination_from_dict(obj: dict[str, Any]) -> Termination | None:
+    for status in (obj.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated is not None:
+            return Termination(
+                pod=obj.get("metadata", {}).get("name", ""),
+                exit_code=terminated.get("exitCode") or 0,
+                message=(terminated.get("message") or "").strip(),
+            )
+    return None
+
+
+def ready_pods_from_dict(endpoint_slice: dict[str, Any]) -> list[str]:
+    names = []
+    for endpoint in endpoint_slice.get("endpoints") or []:
+        ready = (endpoint.get("conditions") or {}).get("ready") is not False
+        target = endpoint.get("targetRef") or {}
+        if ready and target.get("kind") == "Pod":
+            names.append(target.get("name", ""))
+    return names

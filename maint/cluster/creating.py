@@ -32,7 +32,7 @@ def create(cluster: Cluster, manifest: Manifest) -> bool:
     what = f"create {kind} {namespace}/{name}"
     before_write(Write("create", kind, namespace, name))
     try:
-        call(
+        created = call(
             what,
             getattr(getattr(cluster, api), method),
             namespace,
@@ -40,6 +40,8 @@ def create(cluster: Cluster, manifest: Manifest) -> bool:
         )
     except Conflict:
         return False
+    if cluster.cache is not None:  # a read right after this create finds it (``caching``)
+        cluster.cache.wrote(kind, namespace, cluster.api.sanitize_for_serialization(created))
     return True
 
 

@@ -17,34 +17,22 @@ from maint.cluster.types import AppIngress, Object, Surroundings
 from maint.errors import Forbidden
 
 
-def surroundings(cluster: Cluster, *, namespace: str, name: str) -> Surroundings:
-    service = _json(
-        f"get Service {namespace}/{name}", cluster.core.read_namespaced_service, name, namespace
-    )
+def surroundings(
+    cluster: Cluster, *, namespace: str, name: str, cached: bool = False
+) -> Surroundings:
+    """``cached``: the Service, the Pods, the other Services and the policies from the
+    runner's watch cache when it has one (``caching``); the Namespace is always read."""
+    reads = _Reads(cluster, namespace, cached=cached)
+    service = reads.service(name)
     selector = (service.get("spec") or {}).get("selector") or {}
-    pods: list[Object] = []
-    if selector:
-        pods = _items(
-            f"list Pods of Service {namespace}/{name}",
-            cluster.core.list_namespaced_pod,
-            namespace,
-            label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
-        )
+    pods = reads.pods(selector) if selector else []
     services = [
-        other
-        for other in _items(
-            f"list Services in {namespace}", cluster.core.list_namespaced_service, namespace
-        )
-        if other.get("metadata", {}).get("name") != name
+        other for other in reads.services() if other.get("metadata", {}).get("name") != name
     ]
     unreadable: list[str] = []
     policies: list[Object] | None
     try:
-        policies = _items(
-            f"list NetworkPolicies in {namespace}",
-            cluster.networking.list_namespaced_network_policy,
-            namespace,
-        )
+        policies = reads.policies()
     except Forbidden as e:
         policies = None
         unreadable.append(str(e))
@@ -66,6 +54,62 @@ def surroundings(cluster: Cluster, *, namespace: str, name: str) -> Surroundings
     )
 
 
+def app_ingress(
+    cluster: Cluster, *, namespace: str, selector: dict[str, str], cached: bool = False
+) -> AppIngress:
+    """The app's Pods and the namespace's NetworkPolicies; ``Forbidden`` when maint may not
+    list policies there (the caller decides: the preflight has already warned)."""
+    reads = _Reads(cluster, namespace, cached=cached)
+    return AppIngress(pods=reads.pods(selector), network_policies=reads.policies())
+
+
+class _Reads:
+    """The reads of one namespace, each a request or (``cached``) from the watch cache."""
+
+    def __init__(self, cluster: Cluster, namespace: str, *, cached: bool) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.cache = cluster.cache if cached else None
+
+    def service(self, name: str) -> Object:
+        if self.cache is not None:
+            return self.cache.get("Service", self.namespace, name)
+        return _json(
+            f"get Service {self.namespace}/{name}",
+            self.cluster.core.read_namespaced_service,
+            name,
+            self.namespace,
+        )
+
+    def pods(self, selector: dict[str, str]) -> list[Object]:
+        if self.cache is not None:
+            return self.cache.items("Pod", self.namespace, selector)
+        return _items(
+            f"list Pods in {self.namespace} selected by {selector}",
+            self.cluster.core.list_namespaced_pod,
+            self.namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+        )
+
+    def services(self) -> list[Object]:
+        if self.cache is not None:
+            return self.cache.items("Service", self.namespace)
+        return _items(
+            f"list Services in {self.namespace}",
+            self.cluster.core.list_namespaced_service,
+            self.namespace,
+        )
+
+    def policies(self) -> list[Object]:
+        if self.cache is not None:
+            return self.cache.items("NetworkPolicy", self.namespace)
+        return _items(
+            f"list NetworkPolicies in {self.namespace}",
+            self.cluster.networking.list_namespaced_network_policy,
+            self.namespace,
+        )
+
+
 def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:
     return raw_json(what, fn, *args, **kwargs)
 
@@ -73,20 +117,3 @@ def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:
 def _items(what: str, fn: Any, *args: Any, **kwargs: Any) -> list[Object]:
     items: list[Object] = raw_json(what, fn, *args, **kwargs).get("items") or []
     return items
-
-
-def app_ingress(cluster: Cluster, *, namespace: str, selector: dict[str, str]) -> AppIngress:
-    """The app's Pods and the namespace's NetworkPolicies; ``Forbidden`` when maint may not
-    list policies there (the caller decides: the preflight has already warned)."""
-    pods = _items(
-        f"list Pods in {namespace} selected by {selector}",
-        cluster.core.list_namespaced_pod,
-        namespace,
-        label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
-    )
-    policies = _items(
-        f"list NetworkPolicies in {namespace}",
-        cluster.networking.list_namespaced_network_policy,
-        namespace,
-    )
-    return AppIngress(pods=pods, network_policies=policies)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from maint.cluster import convert
 from maint.cluster.calls import call
 from maint.cluster.connection import Cluster
 from maint.cluster.types import ObjectRef, PodInfo, ServiceInfo, Termination
+from maint.errors import MaintError
 
 
-def get_service(cluster: Cluster, *, namespace: str, name: str) -> ServiceInfo:
-    """Read as JSON: the client's models cost more CPU than the request (every step reads)."""
+def get_service(
+    cluster: Cluster, *, namespace: str, name: str, cached: bool = False
+) -> ServiceInfo:
+    """Read as JSON: the client's models cost more CPU than the request (every step reads).
+    ``cached``: from the runner's watch cache when it has one (``caching``)."""
+    if cached and cluster.cache is not None:
+        return convert.service_from_dict(cluster.cache.get("Service", namespace, name))
     obj = raw_json(
         f"get Service {namespace}/{name}",
         cluster.core.read_namespaced_service,
@@ -68,7 +74,9 @@ def raw_json(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> di
     return decoded
 
 
-def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:
+def get_pod(cluster: Cluster, *, namespace: str, name: str, cached: bool = False) -> PodInfo:
+    if cached and cluster.cache is not None:
+        return convert.pod_from_dict(cluster.cache.get("Pod", namespace, name))
     obj = call(
         f"get Pod {namespace}/{name}",
         cluster.core.read_namespaced_pod,
@@ -79,7 +87,19 @@ def get_pod(cluster: Cluster, *, namespace: str, name: str) -> PodInfo:
 
 
 def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Termination | None:
-    """The termination of the Job's newest finished Pod (Kaniko's digest or its log tail)."""
+    """The termination of the Job's newest finished Pod (Kaniko's digest or its log tail).
+
+    With the watch cache, called once the Job is done: the Pod's status was written before the
+    Job's, so the cache has it or is about to (waited for, briefly; then read directly)."""
+    if cluster.cache is not None:
+        try:
+            return cluster.cache.informer("Pod", namespace).wait(
+                lambda pods: _ended(pods.values(), job=job),
+                timeout=TERMINATION_WAIT,
+                what=f"the termination of a Pod of Job {namespace}/{job}",
+            )
+        except MaintError:
+            pass  # not seen in time: the Pods are listed below
     pods = call(
         f"list Pods of Job {namespace}/{job}",
         cluster.core.list_namespaced_pod,
@@ -89,6 +109,19 @@ def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Terminatio
     pods.sort(key=lambda p: p.metadata.creation_timestamp, reverse=True)
     for obj in pods:
         found = convert.termination(obj)
+        if found is not None:
+            return found
+    return None
+
+
+TERMINATION_WAIT = 5.0  # seconds the cache is given to show a finished Job's Pod
+
+
+def _ended(pods: Iterable[dict[str, Any]], *, job: str) -> Termination | None:
+    mine = [p for p in pods if (p["metadata"].get("labels") or {}).get("job-name") == job]
+    mine.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+    for obj in mine:
+        found = convert.termination_from_dict(obj)
         if found is not None:
             return found
     return None
@@ -117,9 +150,27 @@ def ready_endpoint_pods(cluster: Cluster, *, namespace: str, service: str) -> se
 
 
 def list_managed(
-    cluster: Cluster, *, kind: str, labels: dict[str, str], namespace: str | None = None
+    cluster: Cluster,
+    *,
+    kind: str,
+    labels: dict[str, str],
+    namespace: str | None = None,
+    cached: bool = False,
 ) -> list[ObjectRef]:
-    """Objects of ``kind`` (Pod, Job, ConfigMap, NetworkPolicy) carrying all ``labels``."""
+    """Objects of ``kind`` (Pod, Job, ConfigMap, NetworkPolicy) carrying all ``labels``.
+    ``cached``: from the runner's watch cache when it has one and ``namespace`` is given."""
+    if cached and cluster.cache is not None and namespace is not None:
+        return [
+            ObjectRef(
+                kind=kind,
+                namespace=obj["metadata"].get("namespace", namespace),
+                name=obj["metadata"]["name"],
+                labels=dict(obj["metadata"].get("labels") or {}),
+                uid=obj["metadata"].get("uid", ""),
+                ended=convert.termination_from_dict(obj) if kind == "Pod" else None,
+            )
+            for obj in cluster.cache.items(kind, namespace, labels)
+        ]
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     api, namespaced, everywhere = _LISTERS[kind]
     group = getattr(cluster, api)

@@ -39,6 +39,7 @@ from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from maint.cluster import convert
+from maint.cluster.caching import Informer
 from maint.cluster.calls import RETRIED_STATUS, call, translate
 from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import JobInfo, PodInfo, Progress
@@ -52,6 +53,7 @@ WATCH_SLACK = 2.0  # seconds of silence past a chunk's end (or the deadline): th
 RESTART_DELAY = 0.2  # seconds before re-watching after an early end; doubles, full jitter
 RESTART_DELAY_MAX = 5.0
 FOLLOW_DELAY_MAX = 30.0  # seconds: the cap of a follow's pause after failures in a row
+SERVICE_NAME = "kubernetes.io/service-name"  # the label on a Service's EndpointSlices
 _DEAD = frozenset({errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED})
 
 
@@ -65,6 +67,16 @@ def wait_pod(
     what: str,
     progress: Progress | None = None,
 ) -> PodInfo:
+    if cluster.cache is not None:
+        return _wait_cached(
+            cluster.cache.informer("Pod", namespace),
+            convert.pod_from_dict,
+            name=name,
+            done=done,
+            timeout=timeout,
+            what=what,
+            progress=progress,
+        )
     return _wait_object(
         cluster.core.list_namespaced_pod,
         convert.pod,
@@ -86,6 +98,16 @@ def wait_job(
     progress: Progress | None = None,
 ) -> JobInfo:
     """Until the Job is Complete or Failed."""
+    if cluster.cache is not None:
+        return _wait_cached(
+            cluster.cache.informer("Job", namespace),
+            convert.job_from_dict,
+            name=name,
+            done=lambda j: j.succeeded or j.failed,
+            timeout=timeout,
+            what=f"Job {namespace}/{name} to finish",
+            progress=progress,
+        )
     return _wait_object(
         cluster.batch.list_namespaced_job,
         convert.job,
@@ -109,9 +131,22 @@ def wait_endpoints(
     progress: Progress | None = None,
 ) -> set[str]:
     """Until ``done(ready Pod names in the Service's EndpointSlices)`` holds."""
+    if cluster.cache is not None:
+
+        def ready(slices: dict[str, dict[str, Any]]) -> set[str] | None:
+            pods = {
+                pod
+                for s in slices.values()
+                if (s["metadata"].get("labels") or {}).get(SERVICE_NAME) == service
+                for pod in convert.ready_pods_from_dict(s)
+            }
+            return pods if done(pods) else None
+
+        informer = cluster.cache.informer("EndpointSlice", namespace)
+        return informer.wait(ready, timeout=timeout, what=what, progress=progress)
     streams = _Streams(what, deadline=time.monotonic() + timeout, progress=progress)
     slices: dict[str, list[str]] = {}
-    selector = f"kubernetes.io/service-name={service}"
+    selector = f"{SERVICE_NAME}={service}"
 
     def current() -> set[str]:
         return {pod for pods in slices.values() for pod in pods}
@@ -230,6 +265,34 @@ def _wait_object(
                     return last
                 streams.tick()
         streams.next(detail=f"last seen: {last}" if last else "never seen")
+
+
+def _wait_cached(
+    informer: Informer,
+    to_info: Callable[[dict[str, Any]], T],
+    *,
+    name: str,
+    done: Callable[[T], bool],
+    timeout: float,
+    what: str,
+    progress: Progress | None,
+) -> T:
+    """``_wait_object`` on the watch cache: the object deleted once seen is ``NotFound``, as
+    a DELETED event was; never seen yet, it is waited for (it may be on its way)."""
+    seen = False
+
+    def check(objects: dict[str, dict[str, Any]]) -> T | None:
+        nonlocal seen
+        obj = objects.get(name)
+        if obj is None:
+            if seen:
+                raise NotFound(f"{informer.namespace}/{name} was deleted while waiting for {what}")
+            return None
+        seen = True
+        info = to_info(obj)
+        return info if done(info) else None
+
+    return informer.wait(check, timeout=timeout, what=what, progress=progress)
 
 
 class _Streams:

@@ -45,8 +45,10 @@ class Ending:
         if patched is not None:
             (result, at), original = patched, patched[0].live
         else:
-            try:
-                service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+            try:  # what to give back; ``switch.restore`` reads the Service itself to patch it
+                service = cluster.get_service(
+                    ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+                )
             except NotFound:
                 return self.gone(item, why=f"Service {ref} was deleted")
             selectors = self.selectors(item, service)
@@ -194,7 +196,9 @@ class Ending:
         build_ns = ctx.settings.build_namespace
 
         def found(kind: str, namespace: str) -> list[cluster.ObjectRef]:
-            refs = cluster.list_managed(ctx.api, kind=kind, labels=labels, namespace=namespace)
+            refs = cluster.list_managed(
+                ctx.api, kind=kind, labels=labels, namespace=namespace, cached=True
+            )
             return [r for r in refs if r.labels.get(naming.PAGE_LABEL) != keep]
 
         page_pods = found("Pod", item.target.ref.namespace) if pods else []

@@ -83,7 +83,9 @@ class Preparing:
         (None when it could not) plans the page and its NetworkPolicy without reading again."""
         ref = item.target.ref
         try:
-            around = cluster.surroundings(self.ctx.api, namespace=ref.namespace, name=ref.name)
+            around = cluster.surroundings(
+                self.ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+            )
         except MaintError as e:
             self.ctx.event(item, "preflight", "failed", str(e))
             return None
@@ -122,9 +124,14 @@ class Preparing:
         raise e
 
     def service(self, item: WorkItem) -> ServiceInfo:
+        """The target Service, from the watch cache (a miss is read again before it counts):
+        what the page is planned from, and what an armed switch's patch is computed from, whose
+        ``test`` op fails if it changed since."""
         ref = item.target.ref
         try:
-            return cluster.get_service(self.ctx.api, namespace=ref.namespace, name=ref.name)
+            return cluster.get_service(
+                self.ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+            )
         except NotFound:
             raise ServiceGone(f"Service {ref} was deleted") from None
 
@@ -235,7 +242,9 @@ class Preparing:
         ingress = _app_ingress(around, selector=selector)
         if ingress is None:
             try:
-                ingress = cluster.app_ingress(ctx.api, namespace=ref.namespace, selector=selector)
+                ingress = cluster.app_ingress(
+                    ctx.api, namespace=ref.namespace, selector=selector, cached=True
+                )
             except Forbidden as e:
                 ctx.event(item, "network-policy", "unknown", str(e))
                 return

@@ -122,14 +122,18 @@ class Serving:
         ref = item.target.ref
         assert item.target.pod is not None  # READY always has its page Pod
         try:
-            pod = cluster.get_pod(ctx.api, namespace=ref.namespace, name=item.target.pod)
+            pod = cluster.get_pod(
+                ctx.api, namespace=ref.namespace, name=item.target.pod, cached=True
+            )
             if pod.ready and not pod.deleting:
                 return pod
         except NotFound:
             pass
         self.preparing.ensure_pod(item, step=step)
         try:
-            return cluster.get_pod(ctx.api, namespace=ref.namespace, name=item.target.pod)
+            return cluster.get_pod(
+                ctx.api, namespace=ref.namespace, name=item.target.pod, cached=True
+            )
         except NotFound:  # deleted since ensure_pod: the next pass recreates it
             raise Conflict(f"page Pod {item.target.pod} is gone; recreating it") from None
 
@@ -207,7 +211,9 @@ class Serving:
         ctx = self.ctx
         ref = item.target.ref
         try:
-            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+            service = cluster.get_service(
+                ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+            )
         except NotFound:
             return None
         selectors = self.ending.selectors(item, service)
@@ -325,7 +331,9 @@ class Serving:
         ref = item.target.ref
         assert item.target.pod is not None
         try:
-            service = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name)
+            service = cluster.get_service(
+                ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+            )
         except NotFound:
             return self.ending.gone(item, why=f"Service {ref} was deleted"), None
         ours = service.annotations.get(naming.NOTICE_ANNOTATION) == str(item.notice.id)
@@ -352,7 +360,9 @@ class Serving:
         ref = item.target.ref
         assert item.target.pod is not None
         if live is None:
-            live = cluster.get_service(ctx.api, namespace=ref.namespace, name=ref.name).selector
+            live = cluster.get_service(
+                ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+            ).selector
         wanted = naming.page_selector(name=item.target.pod, keys=_keys(item))
         key = (item.target.id, repr(sorted(live.items())))
         if live != wanted and key not in reported:

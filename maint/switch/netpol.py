@@ -189,7 +189,7 @@ def retire(api: Cluster, *, namespace: str, labels: Mapping[str, str]) -> list[s
     policies = [
         p
         for p in cluster.list_managed(
-            api, kind="NetworkPolicy", labels=dict(labels), namespace=namespace
+            api, kind="NetworkPolicy", labels=dict(labels), namespace=namespace, cached=True
         )
         if all(p.labels.get(k) == v for k, v in labels.items())
     ]
@@ -197,7 +197,9 @@ def retire(api: Cluster, *, namespace: str, labels: Mapping[str, str]) -> list[s
         return []
     pods = [
         p
-        for p in cluster.list_managed(api, kind="Pod", labels=dict(labels), namespace=namespace)
+        for p in cluster.list_managed(
+            api, kind="Pod", labels=dict(labels), namespace=namespace, cached=True
+        )
         if all(p.labels.get(k) == v for k, v in labels.items())
     ]
     done = []

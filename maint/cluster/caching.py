@@ -1,0 +1,381 @@
+"""A watch-fed cache of what the runner reads again and again (shared informers).
+
+A window used to read the same objects many times: its Service at the preflight, to plan the
+page, to arm the switch and to arm the restore; its page Pod before each step; its Job and Pods
+by a watch each; its EndpointSlices after each switch; every kind it made at the cleanup. With
+``Cache`` those reads come from one list + watch per kind and namespace (an ``Informer``),
+shared by every window there, so the requests of a window are its writes and little else.
+
+Only reads that may be a few milliseconds old use it, each marked ``cached=True`` where it is
+made (``reading``, ``inspecting``; the waits of ``watching`` always, as a wait on a watch was
+a watch already). Why that is safe:
+
+- A write is never decided on a cached read alone: every selector PATCH carries a ``test`` of
+  what it replaces, so a Service that changed since it was read fails the PATCH, and the step
+  reads it again directly.
+- A miss is confirmed: an object the cache does not know is read directly before anyone is
+  told it is gone (``Cache.get``), so a Service created a moment ago never ends a window.
+- maint's own creates enter the cache when the API server answers them (``Cache.wrote``), so a
+  clean-up right after a create finds what it made. An object deleted meanwhile is remembered
+  by its UID and never put back.
+- A cache that could not list yet answers nothing: readers wait for the first list (bounded)
+  and get the list's error (``Forbidden``, ``ClusterUnavailable``) as a direct read would.
+
+Each informer lists, then watches from the list's resourceVersion with bookmarks, in chunks
+of ``CHUNK`` seconds; the client's TCP keepalive (``connection``) notices a peer that vanished
+within about 25 s, and a watch read times out ``WATCH_SLACK`` after its chunk. A watch too old
+to resume (410) lists again; an error pauses it (jittered, doubling up to ``RETRY_MAX``). The
+objects are kept as the API's JSON, without ``managedFields`` (except Services: the ownership
+hand-back reads them) and without a ConfigMap's data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
+
+from maint.cluster.calls import call, translate
+from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
+from maint.cluster.types import Progress
+from maint.errors import ClusterUnavailable, Forbidden, MaintError, NotFound, StepTimeout
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Object = dict[str, Any]
+
+CHUNK = 300  # seconds per watch request: the API server ends it, and it is opened again
+WATCH_SLACK = 2.0  # seconds of silence past a chunk's end: the stream is dead
+SYNC_TIMEOUT = float(sum(REQUEST_TIMEOUT))  # seconds a reader waits for the first list
+RETRY_DELAY = 0.2  # seconds before watching again after a failure; doubles, full jitter
+RETRY_MAX = 10.0
+TOMBSTONE_SECONDS = 120.0  # a deleted object's UID is remembered this long (``wrote``)
+PROGRESS_EVERY = 10.0
+
+_LISTERS = {  # kind -> (API group of ``Cluster``, namespaced list, namespaced read)
+    "Service": ("core", "list_namespaced_service", "read_namespaced_service"),
+    "Pod": ("core", "list_namespaced_pod", "read_namespaced_pod"),
+    "EndpointSlice": ("discovery", "list_namespaced_endpoint_slice", None),
+    "NetworkPolicy": ("networking", "list_namespaced_network_policy", None),
+    "Job": ("batch", "list_namespaced_job", None),
+    "ConfigMap": ("core", "list_namespaced_config_map", None),
+}
+KINDS = frozenset(_LISTERS)
+
+
+class Informer:
+    """The objects of one kind in one namespace, kept current by a list and a watch on a
+    thread of their own; readers wait on ``changed``."""
+
+    def __init__(self, cluster: Cluster, *, kind: str, namespace: str) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        group, self._list_name, _ = _LISTERS[kind]
+        self._list = getattr(getattr(cluster, group), self._list_name)
+        self.changed = threading.Condition()
+        self._objects: dict[str, Object] = {}
+        self._deleted: dict[str, float] = {}  # uid -> monotonic time its deletion was seen
+        self._version: str | None = None  # resume the watch here (None: list first)
+        self._synced = False
+        self._error: MaintError | None = None  # of the latest list or watch, until one works
+        self._stop = threading.Event()
+        self._response: Any = None  # the watch being read (``stop`` cuts it)
+        self._thread = threading.Thread(
+            target=self._run, name=f"cache-{kind}-{namespace}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching: the stream being read is cut, and readers waiting are woken."""
+        self._stop.set()
+        with self.changed:
+            response = self._response
+            self.changed.notify_all()
+        if response is not None:
+            response.shutdown()
+
+    @property
+    def what(self) -> str:
+        return f"{self.kind}s in {self.namespace}"
+
+    # --- reading ---------------------------------------------------------------------------
+    def synced(self, timeout: float = SYNC_TIMEOUT) -> None:
+        """Return once the first list is in; else raise its error (or ``ClusterUnavailable``)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not self._synced:
+                if self._error is not None and isinstance(self._error, Forbidden):
+                    raise self._error
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    raise self._error or ClusterUnavailable(f"could not list {self.what} yet")
+                self.changed.wait(min(left, 1.0))
+
+    def get(self, name: str) -> Object | None:
+        self.synced()
+        with self.changed:
+            return self._objects.get(name)
+
+    def items(self, labels: Mapping[str, str] | None = None) -> list[Object]:
+        """Every object, or those carrying all ``labels``."""
+        self.synced()
+        with self.changed:
+            objects = list(self._objects.values())
+        if not labels:
+            return objects
+        return [o for o in objects if _has_labels(o, labels)]
+
+    def wait(
+        self,
+        check: Callable[[dict[str, Object]], T | None],
+        *,
+        timeout: float,
+        what: str,
+        progress: Progress | None = None,
+    ) -> T:
+        """Until ``check(objects by name)`` returns something (not None), re-checked on every
+        change. Past ``timeout``: ``StepTimeout``, or ``ClusterUnavailable`` when the watch
+        is failing then (the API server did not answer, so nothing is known)."""
+        started = time.monotonic()
+        deadline = started + timeout
+        reported = started
+        self.synced(timeout=max(0.1, timeout))
+        while True:
+            with self.changed:
+                found = check(self._objects)
+                if found is not None:
+                    return found
+                now = time.monotonic()
+                if now >= deadline or self._stop.is_set():
+                    if self._error is not None:
+                        raise ClusterUnavailable(f"waiting for {what}: {self._error}")
+                    raise StepTimeout(f"gave up waiting for {what}")
+                if progress is None or now - reported < PROGRESS_EVERY:
+                    self.changed.wait(min(deadline - now, PROGRESS_EVERY))
+                    continue
+            reported = now  # told outside the lock: the watch thread goes on meanwhile
+            progress(f"waiting for {what}: {now - started:.0f}s, {deadline - now:.0f}s left")
+
+    def wrote(self, obj: Object) -> None:
+        """maint created ``obj`` (the API server's answer): known from now on, unless the watch
+        has told of it already (newer) or of its deletion."""
+        meta = obj.get("metadata") or {}
+        name, uid = meta.get("name"), meta.get("uid")
+        with self.changed:
+            if not name or not self._synced or name in self._objects or uid in self._deleted:
+                return
+            self._objects[name] = _trimmed(self.kind, obj)
+            self.changed.notify_all()
+
+    # --- keeping it current ----------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                if self._version is None:
+                    self._relist()
+                self._watch()
+            except _Expired:
+                self._version = None
+                continue
+            except MaintError as e:
+                self._failed(e)
+                failures += 1
+            except (ApiException, TransportError, OSError, ValueError) as e:
+                error = translate(f"watching {self.what}", e) if isinstance(e, ApiException) else e
+                self._failed(
+                    error
+                    if isinstance(error, MaintError)
+                    else ClusterUnavailable(f"watching {self.what}: {type(e).__name__}: {e}")
+                )
+                failures += 1
+            else:
+                failures = failures + 1 if time.monotonic() - began < 0.9 * CHUNK else 0
+            if failures:
+                cap = min(RETRY_MAX, RETRY_DELAY * 2 ** (failures - 1))
+                self._stop.wait(random.uniform(cap / 2, cap))
+
+    def _failed(self, error: MaintError) -> None:
+        if self._stop.is_set():
+            return  # cut by ``stop``
+        log.warning("%s; the cache of %s tries again shortly", error, self.what)
+        with self.changed:
+            self._error = error
+            self.changed.notify_all()
+
+    def _relist(self) -> None:
+        listed = _raw(f"list {self.what}", self._list, self.namespace)
+        objects = {
+            item["metadata"]["name"]: _trimmed(self.kind, item)
+            for item in listed.get("items") or []
+        }
+        with self.changed:
+            self._objects = objects
+            self._version = (listed.get("metadata") or {}).get("resourceVersion")
+            self._synced, self._error = True, None
+            self.changed.notify_all()
+
+    def _watch(self) -> None:
+        """One chunk of the watch, applied event by event."""
+        response = self._list(
+            self.namespace,
+            watch=True,
+            resource_version=self._version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=CHUNK,
+            _preload_content=False,
+            _request_timeout=(CONNECT_TIMEOUT, CHUNK + WATCH_SLACK),
+        )
+        with self.changed:
+            self._response = response
+        try:
+            if not self._stop.is_set():
+                for line in _lines(response, stop=self._stop):
+                    self._apply(json.loads(line))
+        finally:
+            with self.changed:
+                self._response = None
+            response.close()  # a stream cut or ended early is never put back in the pool
+            response.release_conn()
+
+    def _apply(self, event: Object) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired()
+            raise ClusterUnavailable(f"watching {self.what}: {obj.get('message', obj)}")
+        meta = obj.get("metadata") or {}
+        with self.changed:
+            self._version = meta.get("resourceVersion", self._version)
+            self._error = None
+            if kind in ("ADDED", "MODIFIED"):
+                self._objects[meta["name"]] = _trimmed(self.kind, obj)
+            elif kind == "DELETED":
+                self._objects.pop(meta["name"], None)
+                now = time.monotonic()
+                self._deleted[meta.get("uid", "")] = now
+                for uid, at in list(self._deleted.items()):
+                    if now - at > TOMBSTONE_SECONDS:
+                        del self._deleted[uid]
+            else:  # BOOKMARK: only the version moves
+                return
+            self.changed.notify_all()
+
+
+class Cache:
+    """The informers of one runner, started on first use, one per kind and namespace."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._informers: dict[tuple[str, str], Informer] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def informer(self, kind: str, namespace: str) -> Informer:
+        """The informer of ``kind`` in ``namespace``, synced (its first list in)."""
+        key = (kind, namespace)
+        with self._lock:
+            if self._closed:
+                raise ClusterUnavailable("the runner is stopping")
+            informer = self._informers.get(key)
+            if informer is None:
+                informer = self._informers[key] = Informer(
+                    self.cluster, kind=kind, namespace=namespace
+                )
+                informer.start()
+        try:
+            informer.synced()
+        except Forbidden:
+            # RBAC may change: the next read starts a new informer, which lists again.
+            with self._lock:
+                if self._informers.get(key) is informer:
+                    del self._informers[key]
+            informer.stop()
+            raise
+        return informer
+
+    def get(self, kind: str, namespace: str, name: str) -> Object:
+        """One object; a miss is confirmed by a direct read (``NotFound`` only then)."""
+        found = self.informer(kind, namespace).get(name)
+        if found is not None:
+            return found
+        _, _, read = _LISTERS[kind]
+        if read is None:
+            raise NotFound(f"{kind} {namespace}/{name} not found")
+        group = getattr(self.cluster, _LISTERS[kind][0])
+        return _raw(f"get {kind} {namespace}/{name}", getattr(group, read), name, namespace)
+
+    def items(
+        self, kind: str, namespace: str, labels: Mapping[str, str] | None = None
+    ) -> list[Object]:
+        return self.informer(kind, namespace).items(labels)
+
+    def wrote(self, kind: str, namespace: str, obj: Object) -> None:
+        """maint created ``obj``: an informer of its kind and namespace, if any, knows it now."""
+        with self._lock:
+            informer = self._informers.get((kind, namespace))
+        if informer is not None:
+            informer.wrote(obj)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            informers, self._informers = list(self._informers.values()), {}
+        for informer in informers:
+            informer.stop()
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+def _raw(what: str, fn: Callable[..., Any], *args: Any) -> Object:
+    def read(**options: Any) -> bytes:
+        response = fn(*args, _preload_content=False, **options)
+        try:
+            return bytes(response.data)
+        finally:
+            response.release_conn()
+
+    decoded: Object = json.loads(call(what, read))
+    return decoded
+
+
+def _lines(response: Any, *, stop: threading.Event) -> Iterator[bytes]:
+    """The lines of a watch response as they arrive (one JSON event each)."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+        if stop.is_set():
+            return
+    if pending.strip():
+        yield pending
+
+
+def _trimmed(kind: str, obj: Object) -> Object:
+    """What maint reads of ``obj``: no managedFields (but a Service's), no ConfigMap data."""
+    meta = obj.get("metadata") or {}
+    if kind != "Service" and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if kind == "ConfigMap":
+        obj = {k: v for k, v in obj.items() if k not in ("data", "binaryData")}
+    return obj
+
+
+def _has_labels(obj: Object, labels: Mapping[str, str]) -> bool:
+    have = (obj.get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())

@@ -1,0 +1,159 @@
+"""The runner's watch cache (``maint.cluster.caching``) on the real API server: it follows
+changes, resumes a cut watch without losing one, knows maint's own creates at once, confirms a
+miss with a direct read, and answers ``Forbidden`` as a direct read would.
+
+Everything is real: the control plane, its RBAC, and the ``ApiProxy`` that cuts watches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import CoreV1Api
+
+from maint import cluster
+from maint.cluster.caching import Cache
+from maint.errors import Forbidden, NotFound
+from tests.support.faults import ApiProxy, Fault
+
+pytestmark = pytest.mark.k8s
+
+
+@contextmanager
+def _connect(kubeconfig: Path) -> Iterator[cluster.Cluster]:
+    plain = cluster.connect(kubeconfig=str(kubeconfig))
+    cached = cluster.Cluster(**{**plain.__dict__, "cache": Cache(plain)})
+    try:
+        yield cached
+    finally:
+        assert cached.cache is not None
+        cached.cache.close()
+        plain.close()
+
+
+@pytest.fixture
+def api(control_plane: Any) -> Iterator[cluster.Cluster]:
+    """A maint client with a watch cache, straight to the API server as admin."""
+    with _connect(Path(control_plane.kubeconfig)) as api:
+        yield api
+
+
+def _config_map(namespace: str, name: str, **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "data": {"index.html": "x" * 100},
+    }
+
+
+def _eventually(check: Callable[[], bool], *, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within 5 s"
+        time.sleep(0.01)
+
+
+def _names(api: cluster.Cluster, namespace: str, **labels: str) -> set[str]:
+    assert api.cache is not None
+    return {o["metadata"]["name"] for o in api.cache.items("ConfigMap", namespace, labels)}
+
+
+def test_it_follows_creates_changes_and_deletes(api, k8s, namespace):
+    core = CoreV1Api(k8s)
+    core.create_namespaced_config_map(namespace, _config_map(namespace, "before", app="a"))
+    assert "before" in _names(api, namespace, app="a")  # the first list
+    core.create_namespaced_config_map(namespace, _config_map(namespace, "after", app="a"))
+    _eventually(lambda: "after" in _names(api, namespace, app="a"))
+    core.patch_namespaced_config_map("after", namespace, {"metadata": {"labels": {"app": "b"}}})
+    _eventually(lambda: _names(api, namespace, app="b") == {"after"})
+    assert _names(api, namespace, app="a") == {"before"}
+    core.delete_namespaced_config_map("before", namespace)
+    _eventually(lambda: _names(api, namespace, app="a") == set())
+    assert api.cache is not None
+    kept = api.cache.items("ConfigMap", namespace, {"app": "b"})[0]
+    assert "data" not in kept and "managedFields" not in kept["metadata"]  # trimmed
+
+
+def test_a_cut_watch_resumes_without_losing_a_change(control_plane, k8s, namespace, tmp_path):
+    with (
+        ApiProxy(
+            upstream=control_plane.server, ca_file=control_plane.ca_file, token=control_plane.token
+        ) as proxy,
+        _connect(proxy.kubeconfig(tmp_path / "kubeconfig")) as api,
+    ):
+        # The first three watches are cut after their first event, without a final chunk.
+        proxy.inject(Fault.cut_watch(after_events=1), when=lambda e: e.watch, limit=3)
+        _names(api, namespace)  # listed: from now on, watched
+        core = CoreV1Api(k8s)
+        for i in range(5):
+            core.create_namespaced_config_map(namespace, _config_map(namespace, f"c{i}"))
+            time.sleep(0.3)
+        _eventually(lambda: {f"c{i}" for i in range(5)} <= _names(api, namespace), timeout=15)
+        watches = [e for e in proxy.audit.all() if e.watch]
+        assert len(watches) >= 4, [str(e) for e in watches]  # cut three times, resumed each time
+        assert len([e for e in proxy.audit.all() if not e.watch]) == 1  # one list, never again
+
+
+def test_its_own_create_is_known_at_once_and_a_seen_deletion_is_not_undone(api, k8s, namespace):
+    """The informer's watch is stopped first, so only ``Cache.wrote`` can tell it."""
+    assert api.cache is not None
+    informer = api.cache.informer("ConfigMap", namespace)
+    core = CoreV1Api(k8s)
+    core.create_namespaced_config_map(namespace, _config_map(namespace, "gone"))
+    _eventually(lambda: informer.get("gone") is not None)
+    answer = core.read_namespaced_config_map("gone", namespace)
+    core.delete_namespaced_config_map("gone", namespace)
+    _eventually(lambda: informer.get("gone") is None)
+    informer.stop()
+    time.sleep(0.2)
+    assert cluster.create(api, _config_map(namespace, "mine", app="m"))
+    assert [
+        r.name
+        for r in cluster.list_managed(
+            api, kind="ConfigMap", labels={"app": "m"}, namespace=namespace, cached=True
+        )
+    ] == ["mine"]
+    informer.wrote(k8s.sanitize_for_serialization(answer))  # a late answer of a deleted one
+    assert informer.get("gone") is None
+
+
+def test_a_miss_is_read_again_before_it_counts(api, k8s, namespace):
+    assert api.cache is not None
+    api.cache.informer("Service", namespace).stop()
+    time.sleep(0.2)
+    CoreV1Api(k8s).create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "late"},
+            "spec": {"selector": {"app": "late"}, "ports": [{"port": 80}]},
+        },
+    )
+    assert cluster.get_service(api, namespace=namespace, name="late", cached=True).name == "late"
+    with pytest.raises(NotFound):
+        cluster.get_service(api, namespace=namespace, name="never", cached=True)
+
+
+def test_a_read_maint_may_not_make_is_forbidden_as_a_direct_read(control_plane, namespace):
+    """A ServiceAccount without any role: the cache's list is refused, and the reader is told
+    so at once (not after a timeout); the next read tries again."""
+    plain = cluster.connect(
+        kubeconfig=str(control_plane.kubeconfig), impersonate="system:serviceaccount:default:nobody"
+    )
+    api = cluster.Cluster(**{**plain.__dict__, "cache": Cache(plain)})
+    try:
+        began = time.monotonic()
+        with pytest.raises(Forbidden):
+            cluster.get_service(api, namespace=namespace, name="web", cached=True)
+        assert time.monotonic() - began < 5
+        with pytest.raises(Forbidden):
+            cluster.get_service(api, namespace=namespace, name="web", cached=True)
+    finally:
+        assert api.cache is not None
+        api.cache.close()
+        plain.close()

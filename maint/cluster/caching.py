@@ -14,12 +14,18 @@ a watch already). Why that is safe:
   what it replaces, so a Service that changed since it was read fails the PATCH, and the step
   reads it again directly.
 - A miss is confirmed: an object the cache does not know is read directly before anyone is
-  told it is gone (``Cache.get``), so a Service created a moment ago never ends a window.
+  told it is gone (``Cache.get`` answers None), so a Service created a moment ago never ends a
+  window.
 - maint's own creates enter the cache when the API server answers them (``Cache.wrote``), so a
   clean-up right after a create finds what it made. An object deleted meanwhile is remembered
   by its UID and never put back.
 - A cache that could not list yet answers nothing: readers wait for the first list (bounded)
-  and get the list's error (``Forbidden``, ``ClusterUnavailable``) as a direct read would.
+  and get its error (``ClusterUnavailable``) as a direct read would. A cache whose watch has
+  failed for ``STALE_AFTER`` seconds is not read either (``ClusterUnavailable``): it may be
+  missing changes.
+- Where maint may not list or watch a kind (RBAC from an older release), the cache says so once
+  (a warning naming the missing verbs) and the reads there are requests again, as without it;
+  it asks again after ``REFUSED_RETRY`` seconds.
 
 Each informer lists, then watches from the list's resourceVersion with bookmarks, in chunks
 of ``CHUNK`` seconds; the client's TCP keepalive (``connection``) notices a peer that vanished
@@ -45,7 +51,7 @@ from urllib3.exceptions import HTTPError as TransportError
 from maint.cluster.calls import call, translate
 from maint.cluster.connection import CONNECT_TIMEOUT, REQUEST_TIMEOUT, Cluster
 from maint.cluster.types import Progress
-from maint.errors import ClusterUnavailable, Forbidden, MaintError, NotFound, StepTimeout
+from maint.errors import ClusterUnavailable, Forbidden, MaintError, StepTimeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,16 +62,18 @@ WATCH_SLACK = 2.0  # seconds of silence past a chunk's end: the stream is dead
 SYNC_TIMEOUT = float(sum(REQUEST_TIMEOUT))  # seconds a reader waits for the first list
 RETRY_DELAY = 0.2  # seconds before watching again after a failure; doubles, full jitter
 RETRY_MAX = 10.0
+STALE_AFTER = 30.0  # seconds of a failing watch after which the cache is not read
+REFUSED_RETRY = 300.0  # seconds before a kind maint may not watch somewhere is tried again
 TOMBSTONE_SECONDS = 120.0  # a deleted object's UID is remembered this long (``wrote``)
 PROGRESS_EVERY = 10.0
 
-_LISTERS = {  # kind -> (API group of ``Cluster``, namespaced list, namespaced read)
-    "Service": ("core", "list_namespaced_service", "read_namespaced_service"),
-    "Pod": ("core", "list_namespaced_pod", "read_namespaced_pod"),
-    "EndpointSlice": ("discovery", "list_namespaced_endpoint_slice", None),
-    "NetworkPolicy": ("networking", "list_namespaced_network_policy", None),
-    "Job": ("batch", "list_namespaced_job", None),
-    "ConfigMap": ("core", "list_namespaced_config_map", None),
+_LISTERS = {  # kind -> (API group of ``Cluster``, namespaced list)
+    "Service": ("core", "list_namespaced_service"),
+    "Pod": ("core", "list_namespaced_pod"),
+    "EndpointSlice": ("discovery", "list_namespaced_endpoint_slice"),
+    "NetworkPolicy": ("networking", "list_namespaced_network_policy"),
+    "Job": ("batch", "list_namespaced_job"),
+    "ConfigMap": ("core", "list_namespaced_config_map"),
 }
 KINDS = frozenset(_LISTERS)
 
@@ -77,14 +85,16 @@ class Informer:
     def __init__(self, cluster: Cluster, *, kind: str, namespace: str) -> None:
         self.kind = kind
         self.namespace = namespace
-        group, self._list_name, _ = _LISTERS[kind]
-        self._list = getattr(getattr(cluster, group), self._list_name)
+        group, method = _LISTERS[kind]
+        self._list = getattr(getattr(cluster, group), method)
         self.changed = threading.Condition()
         self._objects: dict[str, Object] = {}
         self._deleted: dict[str, float] = {}  # uid -> monotonic time its deletion was seen
         self._version: str | None = None  # resume the watch here (None: list first)
         self._synced = False
         self._error: MaintError | None = None  # of the latest list or watch, until one works
+        self._down_since: float | None = None  # monotonic time the list or watch began failing
+        self.refused: Forbidden | None = None  # RBAC: the thread ended, the cache says so
         self._stop = threading.Event()
         self._response: Any = None  # the watch being read (``stop`` cuts it)
         self._thread = threading.Thread(
@@ -109,16 +119,25 @@ class Informer:
 
     # --- reading ---------------------------------------------------------------------------
     def synced(self, timeout: float = SYNC_TIMEOUT) -> None:
-        """Return once the first list is in; else raise its error (or ``ClusterUnavailable``)."""
+        """Return once the first list is in and the watch is not failing for long; else raise
+        ``Forbidden`` (RBAC) or ``ClusterUnavailable``."""
         deadline = time.monotonic() + timeout
         with self.changed:
-            while not self._synced:
-                if self._error is not None and isinstance(self._error, Forbidden):
-                    raise self._error
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stop.is_set():
+            while True:
+                if self.refused is not None:
+                    raise self.refused
+                now = time.monotonic()
+                if self._synced:
+                    down = self._down_since
+                    if down is not None and now - down > STALE_AFTER:
+                        raise ClusterUnavailable(
+                            f"the watch of {self.what} has failed for {now - down:.0f}s "
+                            f"({self._error}); not reading what may be stale"
+                        )
+                    return
+                if now >= deadline or self._stop.is_set():
                     raise self._error or ClusterUnavailable(f"could not list {self.what} yet")
-                self.changed.wait(min(left, 1.0))
+                self.changed.wait(min(deadline - now, 1.0))
 
     def get(self, name: str) -> Object | None:
         self.synced()
@@ -208,10 +227,16 @@ class Informer:
     def _failed(self, error: MaintError) -> None:
         if self._stop.is_set():
             return  # cut by ``stop``
-        log.warning("%s; the cache of %s tries again shortly", error, self.what)
         with self.changed:
             self._error = error
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+            if isinstance(error, Forbidden):
+                self.refused = error
+                self._stop.set()
             self.changed.notify_all()
+        if not isinstance(error, Forbidden):  # told by ``Cache``, once
+            log.warning("%s; the cache of %s tries again shortly", error, self.what)
 
     def _relist(self) -> None:
         listed = _raw(f"list {self.what}", self._list, self.namespace)
@@ -222,7 +247,7 @@ class Informer:
         with self.changed:
             self._objects = objects
             self._version = (listed.get("metadata") or {}).get("resourceVersion")
-            self._synced, self._error = True, None
+            self._synced, self._error, self._down_since = True, None, None
             self.changed.notify_all()
 
     def _watch(self) -> None:
@@ -238,6 +263,7 @@ class Informer:
         )
         with self.changed:
             self._response = response
+            self._error, self._down_since = None, None  # watching again
         try:
             if not self._stop.is_set():
                 for line in _lines(response, stop=self._stop):
@@ -278,15 +304,20 @@ class Cache:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._informers: dict[tuple[str, str], Informer] = {}
+        self._refused: dict[tuple[str, str], float] = {}  # -> monotonic time it was refused
         self._lock = threading.Lock()
         self._closed = False
 
-    def informer(self, kind: str, namespace: str) -> Informer:
-        """The informer of ``kind`` in ``namespace``, synced (its first list in)."""
+    def informer(self, kind: str, namespace: str) -> Informer | None:
+        """The informer of ``kind`` in ``namespace``, synced (its first list in); None when
+        maint may not list or watch that kind there: the caller makes its read a request."""
         key = (kind, namespace)
         with self._lock:
             if self._closed:
                 raise ClusterUnavailable("the runner is stopping")
+            refused = self._refused.get(key)
+            if refused is not None and time.monotonic() - refused < REFUSED_RETRY:
+                return None
             informer = self._informers.get(key)
             if informer is None:
                 informer = self._informers[key] = Informer(
@@ -295,30 +326,33 @@ class Cache:
                 informer.start()
         try:
             informer.synced()
-        except Forbidden:
-            # RBAC may change: the next read starts a new informer, which lists again.
+        except Forbidden as e:
             with self._lock:
                 if self._informers.get(key) is informer:
                     del self._informers[key]
+                self._refused[key] = time.monotonic()
             informer.stop()
-            raise
+            log.warning(
+                "%s: maint may not list and watch %s there, so it reads them with a request "
+                "each time (grant list and watch: manifests/base/rbac.yaml)",
+                e,
+                informer.what,
+            )
+            return None
         return informer
 
-    def get(self, kind: str, namespace: str, name: str) -> Object:
-        """One object; a miss is confirmed by a direct read (``NotFound`` only then)."""
-        found = self.informer(kind, namespace).get(name)
-        if found is not None:
-            return found
-        _, _, read = _LISTERS[kind]
-        if read is None:
-            raise NotFound(f"{kind} {namespace}/{name} not found")
-        group = getattr(self.cluster, _LISTERS[kind][0])
-        return _raw(f"get {kind} {namespace}/{name}", getattr(group, read), name, namespace)
+    def get(self, kind: str, namespace: str, name: str) -> Object | None:
+        """One object; None when the cache does not know it (a miss: read it directly, it may
+        be new, or gone) or may not watch it there."""
+        informer = self.informer(kind, namespace)
+        return informer.get(name) if informer is not None else None
 
     def items(
         self, kind: str, namespace: str, labels: Mapping[str, str] | None = None
-    ) -> list[Object]:
-        return self.informer(kind, namespace).items(labels)
+    ) -> list[Object] | None:
+        """The objects carrying ``labels``; None when the cache may not watch them there."""
+        informer = self.informer(kind, namespace)
+        return informer.items(labels) if informer is not None else None
 
     def wrote(self, kind: str, namespace: str, obj: Object) -> None:
         """maint created ``obj``: an informer of its kind and namespace, if any, knows it now."""

@@ -72,8 +72,9 @@ class _Reads:
         self.cache = cluster.cache if cached else None
 
     def service(self, name: str) -> Object:
-        if self.cache is not None:
-            return self.cache.get("Service", self.namespace, name)
+        found = self.cache.get("Service", self.namespace, name) if self.cache else None
+        if found is not None:  # else read: new, gone, or not watched there
+            return found
         return _json(
             f"get Service {self.namespace}/{name}",
             self.cluster.core.read_namespaced_service,
@@ -82,8 +83,9 @@ class _Reads:
         )
 
     def pods(self, selector: dict[str, str]) -> list[Object]:
-        if self.cache is not None:
-            return self.cache.items("Pod", self.namespace, selector)
+        found = self.cache.items("Pod", self.namespace, selector) if self.cache else None
+        if found is not None:
+            return found
         return _items(
             f"list Pods in {self.namespace} selected by {selector}",
             self.cluster.core.list_namespaced_pod,
@@ -92,8 +94,9 @@ class _Reads:
         )
 
     def services(self) -> list[Object]:
-        if self.cache is not None:
-            return self.cache.items("Service", self.namespace)
+        found = self.cache.items("Service", self.namespace) if self.cache else None
+        if found is not None:
+            return found
         return _items(
             f"list Services in {self.namespace}",
             self.cluster.core.list_namespaced_service,
@@ -101,8 +104,9 @@ class _Reads:
         )
 
     def policies(self) -> list[Object]:
-        if self.cache is not None:
-            return self.cache.items("NetworkPolicy", self.namespace)
+        found = self.cache.items("NetworkPolicy", self.namespace) if self.cache else None
+        if found is not None:
+            return found
         return _items(
             f"list NetworkPolicies in {self.namespace}",
             self.cluster.networking.list_namespaced_network_policy,

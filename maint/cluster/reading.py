@@ -19,7 +19,9 @@ def get_service(
     """Read as JSON: the client's models cost more CPU than the request (every step reads).
     ``cached``: from the runner's watch cache when it has one (``caching``)."""
     if cached and cluster.cache is not None:
-        return convert.service_from_dict(cluster.cache.get("Service", namespace, name))
+        found = cluster.cache.get("Service", namespace, name)
+        if found is not None:  # else read: new, gone, or not watched there
+            return convert.service_from_dict(found)
     obj = raw_json(
         f"get Service {namespace}/{name}",
         cluster.core.read_namespaced_service,
@@ -76,7 +78,9 @@ def raw_json(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> di
 
 def get_pod(cluster: Cluster, *, namespace: str, name: str, cached: bool = False) -> PodInfo:
     if cached and cluster.cache is not None:
-        return convert.pod_from_dict(cluster.cache.get("Pod", namespace, name))
+        found = cluster.cache.get("Pod", namespace, name)
+        if found is not None:  # else read: new, gone, or not watched there
+            return convert.pod_from_dict(found)
     obj = call(
         f"get Pod {namespace}/{name}",
         cluster.core.read_namespaced_pod,
@@ -91,9 +95,10 @@ def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Terminatio
 
     With the watch cache, called once the Job is done: the Pod's status was written before the
     Job's, so the cache has it or is about to (waited for, briefly; then read directly)."""
-    if cluster.cache is not None:
+    informer = cluster.cache.informer("Pod", namespace) if cluster.cache is not None else None
+    if informer is not None:
         try:
-            return cluster.cache.informer("Pod", namespace).wait(
+            return informer.wait(
                 lambda pods: _ended(pods.values(), job=job),
                 timeout=TERMINATION_WAIT,
                 what=f"the termination of a Pod of Job {namespace}/{job}",
@@ -159,7 +164,12 @@ def list_managed(
 ) -> list[ObjectRef]:
     """Objects of ``kind`` (Pod, Job, ConfigMap, NetworkPolicy) carrying all ``labels``.
     ``cached``: from the runner's watch cache when it has one and ``namespace`` is given."""
-    if cached and cluster.cache is not None and namespace is not None:
+    found = (
+        cluster.cache.items(kind, namespace, labels)
+        if cached and cluster.cache is not None and namespace is not None
+        else None
+    )
+    if found is not None:
         return [
             ObjectRef(
                 kind=kind,
@@ -169,7 +179,7 @@ def list_managed(
                 uid=obj["metadata"].get("uid", ""),
                 ended=convert.termination_from_dict(obj) if kind == "Pod" else None,
             )
-            for obj in cluster.cache.items(kind, namespace, labels)
+            for obj in found
         ]
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     api, namespaced, everywhere = _LISTERS[kind]

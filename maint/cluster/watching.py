@@ -67,9 +67,10 @@ def wait_pod(
     what: str,
     progress: Progress | None = None,
 ) -> PodInfo:
-    if cluster.cache is not None:
+    informer = cluster.cache.informer("Pod", namespace) if cluster.cache else None
+    if informer is not None:
         return _wait_cached(
-            cluster.cache.informer("Pod", namespace),
+            informer,
             convert.pod_from_dict,
             name=name,
             done=done,
@@ -98,9 +99,10 @@ def wait_job(
     progress: Progress | None = None,
 ) -> JobInfo:
     """Until the Job is Complete or Failed."""
-    if cluster.cache is not None:
+    informer = cluster.cache.informer("Job", namespace) if cluster.cache else None
+    if informer is not None:
         return _wait_cached(
-            cluster.cache.informer("Job", namespace),
+            informer,
             convert.job_from_dict,
             name=name,
             done=lambda j: j.succeeded or j.failed,
@@ -131,7 +133,8 @@ def wait_endpoints(
     progress: Progress | None = None,
 ) -> set[str]:
     """Until ``done(ready Pod names in the Service's EndpointSlices)`` holds."""
-    if cluster.cache is not None:
+    informer = cluster.cache.informer("EndpointSlice", namespace) if cluster.cache else None
+    if informer is not None:
 
         def ready(slices: dict[str, dict[str, Any]]) -> set[str] | None:
             pods = {
@@ -142,7 +145,6 @@ def wait_endpoints(
             }
             return pods if done(pods) else None
 
-        informer = cluster.cache.informer("EndpointSlice", namespace)
         return informer.wait(ready, timeout=timeout, what=what, progress=progress)
     streams = _Streams(what, deadline=time.monotonic() + timeout, progress=progress)
     slices: dict[str, list[str]] = {}

@@ -28,11 +28,15 @@ a watch already). Why that is safe:
   it asks again after ``REFUSED_RETRY`` seconds.
 
 Each informer lists, then watches from the list's resourceVersion with bookmarks, in chunks
-of ``CHUNK`` seconds; the client's TCP keepalive (``connection``) notices a peer that vanished
-within about 25 s, and a watch read times out ``WATCH_SLACK`` after its chunk. A watch too old
-to resume (410) lists again; an error pauses it (jittered, doubling up to ``RETRY_MAX``). The
-objects are kept as the API's JSON, without ``managedFields`` (except Services: the ownership
-hand-back reads them) and without a ConfigMap's data.
+of ``CHUNK`` seconds, each resumed where the last one ended: a stream that went silent without
+closing (a black hole, a failover) is noticed ``WATCH_SLACK`` after its chunk, as the waits'
+own watches were before. A wait that reaches its deadline asks the API server once more
+directly (``confirm``): what the cache missed counts, and the cache's stream is opened again.
+A watch too old to resume (410) lists again; an error pauses it (jittered, doubling up to
+``RETRY_MAX``). An informer nobody read for ``IDLE_AFTER`` seconds stops at the end of its
+chunk (a namespace whose windows are over costs nothing); the next read starts it again.
+The objects are kept as the API's JSON, without ``managedFields`` (except Services: the
+ownership hand-back reads them) and without a ConfigMap's data.
 """
 
 from __future__ import annotations
@@ -57,11 +61,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Object = dict[str, Any]
 
-CHUNK = 300  # seconds per watch request: the API server ends it, and it is opened again
+CHUNK = 30  # seconds per watch request: the API server ends it, and it is resumed
 WATCH_SLACK = 2.0  # seconds of silence past a chunk's end: the stream is dead
 SYNC_TIMEOUT = float(sum(REQUEST_TIMEOUT))  # seconds a reader waits for the first list
 RETRY_DELAY = 0.2  # seconds before watching again after a failure; doubles, full jitter
 RETRY_MAX = 10.0
+IDLE_AFTER = 600.0  # seconds without a read after which an informer stops
 STALE_AFTER = 30.0  # seconds of a failing watch after which the cache is not read
 REFUSED_RETRY = 300.0  # seconds before a kind maint may not watch somewhere is tried again
 TOMBSTONE_SECONDS = 120.0  # a deleted object's UID is remembered this long (``wrote``)
@@ -82,7 +87,15 @@ class Informer:
     """The objects of one kind in one namespace, kept current by a list and a watch on a
     thread of their own; readers wait on ``changed``."""
 
-    def __init__(self, cluster: Cluster, *, kind: str, namespace: str) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        kind: str,
+        namespace: str,
+        retired: Callable[[Informer], None] = lambda _informer: None,
+    ) -> None:
+        """``retired(self)`` is called from its thread when it stops for being idle."""
         self.kind = kind
         self.namespace = namespace
         group, method = _LISTERS[kind]
@@ -96,7 +109,10 @@ class Informer:
         self._down_since: float | None = None  # monotonic time the list or watch began failing
         self.refused: Forbidden | None = None  # RBAC: the thread ended, the cache says so
         self._stop = threading.Event()
-        self._response: Any = None  # the watch being read (``stop`` cuts it)
+        self._response: Any = None  # the watch being read (``stop`` and ``restart`` cut it)
+        self._restart = False
+        self._retired = retired
+        self.used = time.monotonic()  # the latest read
         self._thread = threading.Thread(
             target=self._run, name=f"cache-{kind}-{namespace}", daemon=True
         )
@@ -107,6 +123,19 @@ class Informer:
     def stop(self) -> None:
         """Stop watching: the stream being read is cut, and readers waiting are woken."""
         self._stop.set()
+        self._cut()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def restart(self) -> None:
+        """The stream missed something (a wait's direct read saw it): open it again, from
+        the last resourceVersion it delivered."""
+        self._restart = True
+        self._cut()
+
+    def _cut(self) -> None:
         with self.changed:
             response = self._response
             self.changed.notify_all()
@@ -122,6 +151,7 @@ class Informer:
         """Return once the first list is in and the watch is not failing for long; else raise
         ``Forbidden`` (RBAC) or ``ClusterUnavailable``."""
         deadline = time.monotonic() + timeout
+        self.used = time.monotonic()
         with self.changed:
             while True:
                 if self.refused is not None:
@@ -160,10 +190,12 @@ class Informer:
         timeout: float,
         what: str,
         progress: Progress | None = None,
+        confirm: Callable[[], T | None] | None = None,
     ) -> T:
         """Until ``check(objects by name)`` returns something (not None), re-checked on every
-        change. Past ``timeout``: ``StepTimeout``, or ``ClusterUnavailable`` when the watch
-        is failing then (the API server did not answer, so nothing is known)."""
+        change. At ``timeout``: ``confirm()`` (a direct read, bounded), in case the stream
+        missed it; then ``StepTimeout``, or ``ClusterUnavailable`` when the watch is failing
+        (the API server did not answer, so nothing is known)."""
         started = time.monotonic()
         deadline = started + timeout
         reported = started
@@ -175,14 +207,21 @@ class Informer:
                     return found
                 now = time.monotonic()
                 if now >= deadline or self._stop.is_set():
-                    if self._error is not None:
-                        raise ClusterUnavailable(f"waiting for {what}: {self._error}")
-                    raise StepTimeout(f"gave up waiting for {what}")
+                    error = self._error
+                    break
                 if progress is None or now - reported < PROGRESS_EVERY:
                     self.changed.wait(min(deadline - now, PROGRESS_EVERY))
                     continue
             reported = now  # told outside the lock: the watch thread goes on meanwhile
             progress(f"waiting for {what}: {now - started:.0f}s, {deadline - now:.0f}s left")
+        found = confirm() if confirm is not None else None  # outside the lock: a request
+        if found is not None:
+            log.warning("the cache of %s missed what a direct read saw; watching again", self.what)
+            self.restart()
+            return found
+        if error is not None:
+            raise ClusterUnavailable(f"waiting for {what}: {error}")
+        raise StepTimeout(f"gave up waiting for {what}")
 
     def wrote(self, obj: Object) -> None:
         """maint created ``obj`` (the API server's answer): known from now on, unless the watch
@@ -199,6 +238,10 @@ class Informer:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            if time.monotonic() - self.used > IDLE_AFTER:
+                self._stop.set()
+                self._retired(self)
+                return
             began = time.monotonic()
             try:
                 if self._version is None:
@@ -220,13 +263,16 @@ class Informer:
                 failures += 1
             else:
                 failures = failures + 1 if time.monotonic() - began < 0.9 * CHUNK else 0
+            if self._restart:  # cut on purpose: resume at once
+                self._restart, failures = False, 0
+                continue
             if failures:
                 cap = min(RETRY_MAX, RETRY_DELAY * 2 ** (failures - 1))
                 self._stop.wait(random.uniform(cap / 2, cap))
 
     def _failed(self, error: MaintError) -> None:
-        if self._stop.is_set():
-            return  # cut by ``stop``
+        if self._stop.is_set() or self._restart:
+            return  # cut by ``stop`` or ``restart``
         with self.changed:
             self._error = error
             if self._down_since is None:
@@ -308,9 +354,12 @@ class Cache:
         self._lock = threading.Lock()
         self._closed = False
 
-    def informer(self, kind: str, namespace: str) -> Informer | None:
-        """The informer of ``kind`` in ``namespace``, synced (its first list in); None when
-        maint may not list or watch that kind there: the caller makes its read a request."""
+    def informer(
+        self, kind: str, namespace: str, *, timeout: float = SYNC_TIMEOUT
+    ) -> Informer | None:
+        """The informer of ``kind`` in ``namespace``, synced (its first list in, waited for up
+        to ``timeout``); None when maint may not list or watch that kind there: the caller
+        makes its read a request."""
         key = (kind, namespace)
         with self._lock:
             if self._closed:
@@ -319,13 +368,13 @@ class Cache:
             if refused is not None and time.monotonic() - refused < REFUSED_RETRY:
                 return None
             informer = self._informers.get(key)
-            if informer is None:
+            if informer is None or informer.stopped:
                 informer = self._informers[key] = Informer(
-                    self.cluster, kind=kind, namespace=namespace
+                    self.cluster, kind=kind, namespace=namespace, retired=self._retire
                 )
                 informer.start()
         try:
-            informer.synced()
+            informer.synced(timeout=timeout)
         except Forbidden as e:
             with self._lock:
                 if self._informers.get(key) is informer:
@@ -353,6 +402,12 @@ class Cache:
         """The objects carrying ``labels``; None when the cache may not watch them there."""
         informer = self.informer(kind, namespace)
         return informer.items(labels) if informer is not None else None
+
+    def _retire(self, informer: Informer) -> None:
+        with self._lock:
+            key = (informer.kind, informer.namespace)
+            if self._informers.get(key) is informer:
+                del self._informers[key]
 
     def wrote(self, kind: str, namespace: str, obj: Object) -> None:
         """maint created ``obj``: an informer of its kind and namespace, if any, knows it now."""

@@ -67,11 +67,12 @@ def wait_pod(
     what: str,
     progress: Progress | None = None,
 ) -> PodInfo:
-    informer = cluster.cache.informer("Pod", namespace) if cluster.cache else None
+    list_fn = cluster.core.list_namespaced_pod
+    informer = cluster.cache.informer("Pod", namespace, timeout=timeout) if cluster.cache else None
     if informer is not None:
         return _wait_cached(
             informer,
-            convert.pod_from_dict,
+            (convert.pod_from_dict, convert.pod, list_fn),
             name=name,
             done=done,
             timeout=timeout,
@@ -79,7 +80,7 @@ def wait_pod(
             progress=progress,
         )
     return _wait_object(
-        cluster.core.list_namespaced_pod,
+        list_fn,
         convert.pod,
         namespace=namespace,
         name=name,
@@ -99,27 +100,33 @@ def wait_job(
     progress: Progress | None = None,
 ) -> JobInfo:
     """Until the Job is Complete or Failed."""
-    informer = cluster.cache.informer("Job", namespace) if cluster.cache else None
+    list_fn = cluster.batch.list_namespaced_job
+    what = f"Job {namespace}/{name} to finish"
+    informer = cluster.cache.informer("Job", namespace, timeout=timeout) if cluster.cache else None
     if informer is not None:
         return _wait_cached(
             informer,
-            convert.job_from_dict,
+            (convert.job_from_dict, convert.job, list_fn),
             name=name,
-            done=lambda j: j.succeeded or j.failed,
+            done=_finished,
             timeout=timeout,
-            what=f"Job {namespace}/{name} to finish",
+            what=what,
             progress=progress,
         )
     return _wait_object(
-        cluster.batch.list_namespaced_job,
+        list_fn,
         convert.job,
         namespace=namespace,
         name=name,
-        done=lambda j: j.succeeded or j.failed,
+        done=_finished,
         timeout=timeout,
-        what=f"Job {namespace}/{name} to finish",
+        what=what,
         progress=progress,
     )
+
+
+def _finished(job: JobInfo) -> bool:
+    return job.succeeded or job.failed
 
 
 def wait_endpoints(
@@ -133,7 +140,13 @@ def wait_endpoints(
     progress: Progress | None = None,
 ) -> set[str]:
     """Until ``done(ready Pod names in the Service's EndpointSlices)`` holds."""
-    informer = cluster.cache.informer("EndpointSlice", namespace) if cluster.cache else None
+    selector = f"{SERVICE_NAME}={service}"
+    list_fn = cluster.discovery.list_namespaced_endpoint_slice
+    informer = (
+        cluster.cache.informer("EndpointSlice", namespace, timeout=timeout)
+        if cluster.cache
+        else None
+    )
     if informer is not None:
 
         def ready(slices: dict[str, dict[str, Any]]) -> set[str] | None:
@@ -145,10 +158,20 @@ def wait_endpoints(
             }
             return pods if done(pods) else None
 
-        return informer.wait(ready, timeout=timeout, what=what, progress=progress)
+        def confirm() -> set[str] | None:
+            listed = call(
+                f"list EndpointSlices of {namespace}/{service}",
+                list_fn,
+                namespace,
+                label_selector=selector,
+                budget=WATCH_SLACK,
+            )
+            pods = {pod for s in listed.items for pod in convert.ready_pods(s)}
+            return pods if done(pods) else None
+
+        return informer.wait(ready, timeout=timeout, what=what, progress=progress, confirm=confirm)
     streams = _Streams(what, deadline=time.monotonic() + timeout, progress=progress)
     slices: dict[str, list[str]] = {}
-    selector = f"{SERVICE_NAME}={service}"
 
     def current() -> set[str]:
         return {pod for pods in slices.values() for pod in pods}
@@ -165,7 +188,6 @@ def wait_endpoints(
         slices = {item.metadata.name: convert.ready_pods(item) for item in listed.items}
         if done(current()):
             return current()
-        list_fn = cluster.discovery.list_namespaced_endpoint_slice
         with closing(streams.watch(list_fn, namespace, label_selector=selector)) as events:
             for event in events:
                 obj = event["object"]
@@ -271,7 +293,7 @@ def _wait_object(
 
 def _wait_cached(
     informer: Informer,
-    to_info: Callable[[dict[str, Any]], T],
+    kinds: tuple[Callable[[dict[str, Any]], T], Callable[[Any], T], Callable[..., Any]],
     *,
     name: str,
     done: Callable[[T], bool],
@@ -280,7 +302,11 @@ def _wait_cached(
     progress: Progress | None,
 ) -> T:
     """``_wait_object`` on the watch cache: the object deleted once seen is ``NotFound``, as
-    a DELETED event was; never seen yet, it is waited for (it may be on its way)."""
+    a DELETED event was; never seen yet, it is waited for (it may be on its way). At the
+    deadline it is read directly once (``Informer.wait``'s ``confirm``). ``kinds``: the
+    snapshot from the cache's JSON, from a client model, and the kind's namespaced list."""
+    from_json, from_model, list_fn = kinds
+    namespace = informer.namespace
     seen = False
 
     def check(objects: dict[str, dict[str, Any]]) -> T | None:
@@ -288,13 +314,26 @@ def _wait_cached(
         obj = objects.get(name)
         if obj is None:
             if seen:
-                raise NotFound(f"{informer.namespace}/{name} was deleted while waiting for {what}")
+                raise NotFound(f"{namespace}/{name} was deleted while waiting for {what}")
             return None
         seen = True
-        info = to_info(obj)
+        info = from_json(obj)
         return info if done(info) else None
 
-    return informer.wait(check, timeout=timeout, what=what, progress=progress)
+    def confirm() -> T | None:
+        listed = call(
+            f"read {namespace}/{name} ({what})",
+            list_fn,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            budget=WATCH_SLACK,
+        )
+        if not listed.items:
+            raise NotFound(f"{namespace}/{name} is gone (waiting for {what})")
+        info = from_model(listed.items[0])
+        return info if done(info) else None
+
+    return informer.wait(check, timeout=timeout, what=what, progress=progress, confirm=confirm)
 
 
 class _Streams:

@@ -109,9 +109,11 @@ class Member:
         self.through = False
         self.interrupted = threading.Event()  # an intent came in: stop waiting, decide now
         self.stopping = stopping  # the runner is shutting down: send nothing
+        self.armed = threading.Event()  # its reads are done: it waits for the instant
 
     def wait(self) -> bool:
         """Until the instant: False if interrupted or the clock never got there."""
+        self.armed.set()
         return self.volley.wait(stop=self.interrupted)
 
     def firing(self) -> contextlib.AbstractContextManager[None]:
@@ -153,6 +155,11 @@ class Instants:
             members = list(self.waiting.values())
         for member in members:
             member.interrupted.set()
+
+    def armed(self) -> int:
+        """How many steps wait for their instant now, everything before it done."""
+        with self.lock:
+            return sum(1 for member in self.waiting.values() if member.armed.is_set())
 
     def interrupt(self, target_id: int, *, now: datetime) -> None:
         """Wake the target's armed step now (an intent came in), if one waits for an instant

@@ -9,7 +9,6 @@ write (``claims``). The DB-less forced restore runs on every pass as well.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -347,9 +346,14 @@ class Runner:
             raise  # nothing may be written for this target any more, not even an event
         except MaintError as e:
             log.warning("%s %s of notice %s: %s", step.value, item.target.ref, item.notice.id, e)
-            # If the database is down too, the log line above is all we can leave.
-            with contextlib.suppress(MaintError):
+            # If the database is down too, the log line above is all we can leave; if the claim
+            # was lost meanwhile (this replica was paused), the step stops here, as told.
+            try:
                 self.steps.event(item, step.value, "retry", describe(e))
+            except ClaimLost:
+                raise
+            except MaintError:
+                pass
             self._retry_later()
             return "retry"
         return "ok"

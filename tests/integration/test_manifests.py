@@ -64,6 +64,7 @@ RBAC_KINDS = {
 MAINT_CALLS = [
     ("get", "", "services", "target"),  # reading.get_service
     ("list", "", "services", "all"),  # reading.list_services: the forced-restore sweep
+    ("watch", "", "services", "target"),  # caching: the runner's watch cache
     ("patch", "", "services", "target"),  # patching.json_patch_service
     ("create", "", "services", "target"),  # creating: a bypass's shadow Service
     ("delete", "", "services", "target"),  # creating.create_replacing
@@ -71,12 +72,13 @@ MAINT_CALLS = [
     ("delete", "", "secrets", "target"),  # creating.create_replacing
     ("create", "", "pods", "target"),  # creating: the page Pod
     ("get", "", "pods", "target"),  # reading.get_pod (drift check)
-    ("list", "", "pods", "target"),  # watching.wait_pod, reading.list_managed
-    ("watch", "", "pods", "target"),  # watching.wait_pod
+    ("list", "", "pods", "target"),  # watching.wait_pod, reading.list_managed, caching
+    ("watch", "", "pods", "target"),  # watching.wait_pod, caching
     ("delete", "", "pods", "target"),  # deleting: cleanup, forced restore
     ("list", "discovery.k8s.io", "endpointslices", "target"),  # watching.wait_endpoints
     ("watch", "discovery.k8s.io", "endpointslices", "target"),
     ("list", "networking.k8s.io", "networkpolicies", "target"),  # inspecting, list_managed
+    ("watch", "networking.k8s.io", "networkpolicies", "target"),  # caching
     ("create", "networking.k8s.io", "networkpolicies", "target"),  # creating: the page's policy
     ("delete", "networking.k8s.io", "networkpolicies", "target"),  # deleting: cleanup, sweep
     ("patch", "networking.k8s.io", "networkpolicies", "target"),  # netpol.retire: owned by Pods
@@ -86,9 +88,11 @@ MAINT_CALLS = [
     ("watch", "batch", "jobs", "build"),
     ("delete", "batch", "jobs", "build"),
     ("create", "", "configmaps", "build"),  # creating: build context, preview
-    ("list", "", "configmaps", "build"),  # reading.list_managed
+    ("list", "", "configmaps", "build"),  # reading.list_managed, caching
+    ("watch", "", "configmaps", "build"),  # caching
     ("delete", "", "configmaps", "build"),
-    ("list", "", "pods", "build"),  # reading.job_termination (the digest)
+    ("list", "", "pods", "build"),  # reading.job_termination (the digest), caching
+    ("watch", "", "pods", "build"),  # caching
     ("delete", "", "pods", "build"),  # cleanup of a Pod whose Job is gone
     ("get", "", "pods/log", "build"),  # reading.pod_log_tail (failed build)
 ]

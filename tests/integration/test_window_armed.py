@@ -47,17 +47,12 @@ def _requests(proxy: ApiProxy, *, since: int) -> list[Exchange]:
 
 def _arm(window: Window, proxy: ApiProxy, at: datetime, *, services: int = 1) -> int:
     """A pass one second before ``at`` that arms; returns once the armed steps have read their
-    Services (the audit's length then)."""
+    Services (from the watch cache) and wait for the instant (the audit's length then)."""
     window.clock.at(at - timedelta(seconds=1))
-    since = len(proxy.audit.all())
     started = window.runner.pass_once().started
     assert len([label for label in started if " at " in label]) == services, started
-
-    def read() -> bool:
-        gets = [e for e in proxy.audit.all()[since:] if e.method == "GET"]
-        return len([e for e in gets if e.resource == "services" and e.name]) >= services
-
-    wait_until(read, timeout=10, what="the armed steps to read their Services")
+    instants = window.runner.steps.ctx.instants
+    wait_until(lambda: instants.armed() >= services, timeout=10, what="the steps to be armed")
     return len(proxy.audit.all())
 
 

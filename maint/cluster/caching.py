@@ -80,12 +80,20 @@ _LISTERS = {  # kind -> (API group of ``Cluster``, namespaced list)
     "Job": ("batch", "list_namespaced_job"),
     "ConfigMap": ("core", "list_namespaced_config_map"),
 }
-KINDS = frozenset(_LISTERS)
+INDEXED = {  # kind -> the label its objects are also found by (``Informer.wait``'s ``label``)
+    "EndpointSlice": "kubernetes.io/service-name",
+    "Pod": "job-name",  # a Job's Pods
+}
 
 
 class Informer:
     """The objects of one kind in one namespace, kept current by a list and a watch on a
-    thread of their own; readers wait on ``changed``."""
+    thread of their own.
+
+    A change wakes only the waits it concerns (those for its name, or for its ``INDEXED``
+    label's value): when 500 Services switch at once, 500 EndpointSlice waits each look at
+    their own Service's slices on their own Service's changes, not at every slice on every
+    change."""
 
     def __init__(
         self,
@@ -100,8 +108,11 @@ class Informer:
         self.namespace = namespace
         group, method = _LISTERS[kind]
         self._list = getattr(getattr(cluster, group), method)
-        self.changed = threading.Condition()
+        self.changed = threading.Condition()  # the lock; notified when synced, failing, stopped
         self._objects: dict[str, Object] = {}
+        self._label = INDEXED.get(kind)
+        self._index: dict[str, set[str]] = {}  # the label's value -> names
+        self._waits: dict[tuple[str, str], set[threading.Event]] = {}  # ("name"|"label", value)
         self._deleted: dict[str, float] = {}  # uid -> monotonic time its deletion was seen
         self._version: str | None = None  # resume the watch here (None: list first)
         self._synced = False
@@ -138,7 +149,7 @@ class Informer:
     def _cut(self) -> None:
         with self.changed:
             response = self._response
-            self.changed.notify_all()
+            self._wake_all()
         if response is not None:
             response.shutdown()
 
@@ -187,33 +198,49 @@ class Informer:
         self,
         check: Callable[[dict[str, Object]], T | None],
         *,
+        name: str | None = None,
+        label: str | None = None,
         timeout: float,
         what: str,
         progress: Progress | None = None,
         confirm: Callable[[], T | None] | None = None,
     ) -> T:
         """Until ``check(objects by name)`` returns something (not None), re-checked on every
-        change. At ``timeout``: ``confirm()`` (a direct read, bounded), in case the stream
-        missed it; then ``StepTimeout``, or ``ClusterUnavailable`` when the watch is failing
-        (the API server did not answer, so nothing is known)."""
+        change of the object ``name`` or, with ``label``, of the objects whose ``INDEXED``
+        label has that value (and only those are given to ``check``). At ``timeout``:
+        ``confirm()`` (a direct read, bounded), in case the stream missed it; then
+        ``StepTimeout``, or ``ClusterUnavailable`` when the watch is failing (the API server did
+        not answer, so nothing is known)."""
         started = time.monotonic()
         deadline = started + timeout
         reported = started
         self.synced(timeout=max(0.1, timeout))
-        while True:
-            with self.changed:
-                found = check(self._objects)
+        key = ("label", label) if label is not None else ("name", name or "")
+        woken = threading.Event()
+        with self.changed:
+            self._waits.setdefault(key, set()).add(woken)
+        try:
+            while True:
+                woken.clear()  # before the check: a change after it wakes the wait below
+                with self.changed:
+                    found = check(self._view(label))
+                    error = self._error
                 if found is not None:
                     return found
                 now = time.monotonic()
                 if now >= deadline or self._stop.is_set():
-                    error = self._error
                     break
-                if progress is None or now - reported < PROGRESS_EVERY:
-                    self.changed.wait(min(deadline - now, PROGRESS_EVERY))
-                    continue
-            reported = now  # told outside the lock: the watch thread goes on meanwhile
-            progress(f"waiting for {what}: {now - started:.0f}s, {deadline - now:.0f}s left")
+                if progress is not None and now - reported >= PROGRESS_EVERY:
+                    reported = now
+                    progress(
+                        f"waiting for {what}: {now - started:.0f}s, {deadline - now:.0f}s left"
+                    )
+                woken.wait(min(deadline - now, PROGRESS_EVERY))
+        finally:
+            with self.changed:
+                self._waits[key].discard(woken)
+                if not self._waits[key]:
+                    del self._waits[key]
         found = confirm() if confirm is not None else None  # outside the lock: a request
         if found is not None:
             log.warning("the cache of %s missed what a direct read saw; watching again", self.what)
@@ -231,8 +258,7 @@ class Informer:
         with self.changed:
             if not name or not self._synced or name in self._objects or uid in self._deleted:
                 return
-            self._objects[name] = _trimmed(self.kind, obj)
-            self.changed.notify_all()
+            self._put(name, _trimmed(self.kind, obj))
 
     # --- keeping it current ----------------------------------------------------------------
     def _run(self) -> None:
@@ -281,20 +307,20 @@ class Informer:
                 self.refused = error
                 self._stop.set()
             self.changed.notify_all()
+            self._wake_all()
         if not isinstance(error, Forbidden):  # told by ``Cache``, once
             log.warning("%s; the cache of %s tries again shortly", error, self.what)
 
     def _relist(self) -> None:
         listed = _raw(f"list {self.what}", self._list, self.namespace)
-        objects = {
-            item["metadata"]["name"]: _trimmed(self.kind, item)
-            for item in listed.get("items") or []
-        }
         with self.changed:
-            self._objects = objects
+            self._objects, self._index = {}, {}
+            for item in listed.get("items") or []:
+                self._put(item["metadata"]["name"], _trimmed(self.kind, item), wake=False)
             self._version = (listed.get("metadata") or {}).get("resourceVersion")
             self._synced, self._error, self._down_since = True, None, None
             self.changed.notify_all()
+            self._wake_all()
 
     def _watch(self) -> None:
         """One chunk of the watch, applied event by event."""
@@ -331,17 +357,61 @@ class Informer:
             self._version = meta.get("resourceVersion", self._version)
             self._error = None
             if kind in ("ADDED", "MODIFIED"):
-                self._objects[meta["name"]] = _trimmed(self.kind, obj)
+                self._put(meta["name"], _trimmed(self.kind, obj))
             elif kind == "DELETED":
-                self._objects.pop(meta["name"], None)
+                self._drop(meta["name"])
                 now = time.monotonic()
                 self._deleted[meta.get("uid", "")] = now
                 for uid, at in list(self._deleted.items()):
                     if now - at > TOMBSTONE_SECONDS:
                         del self._deleted[uid]
-            else:  # BOOKMARK: only the version moves
-                return
-            self.changed.notify_all()
+            # BOOKMARK: only the version moves
+
+    # --- the objects, their index and the waits on them (under ``changed``) -----------------
+    def _view(self, label: str | None) -> dict[str, Object]:
+        if label is None:
+            return self._objects
+        return {n: self._objects[n] for n in self._index.get(label, ())}
+
+    def _labelled(self, obj: Object | None) -> str | None:
+        if obj is None or self._label is None:
+            return None
+        value = ((obj.get("metadata") or {}).get("labels") or {}).get(self._label)
+        return str(value) if value is not None else None
+
+    def _put(self, name: str, obj: Object, *, wake: bool = True) -> None:
+        before = self._labelled(self._objects.get(name))
+        self._objects[name] = obj
+        after = self._labelled(obj)
+        if before != after and before is not None:
+            self._unindex(name, before)
+        if after is not None:
+            self._index.setdefault(after, set()).add(name)
+        if wake:
+            self._wake(name, before, after)
+
+    def _drop(self, name: str) -> None:
+        label = self._labelled(self._objects.pop(name, None))
+        if label is not None:
+            self._unindex(name, label)
+        self._wake(name, label)
+
+    def _unindex(self, name: str, label: str) -> None:
+        names = self._index.get(label, set())
+        names.discard(name)
+        if not names:
+            self._index.pop(label, None)
+
+    def _wake(self, name: str, *labels: str | None) -> None:
+        keys = [("name", name)] + [("label", label) for label in labels if label is not None]
+        for key in keys:
+            for woken in self._waits.get(key, ()):
+                woken.set()
+
+    def _wake_all(self) -> None:
+        for waits in self._waits.values():
+            for woken in waits:
+                woken.set()
 
 
 class Cache:

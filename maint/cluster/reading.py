@@ -100,6 +100,7 @@ def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Terminatio
         try:
             return informer.wait(
                 lambda pods: _ended(pods.values(), job=job),
+                label=job,  # the cache's index of Pods by their Job
                 timeout=TERMINATION_WAIT,
                 what=f"the termination of a Pod of Job {namespace}/{job}",
             )

@@ -150,12 +150,8 @@ def wait_endpoints(
     if informer is not None:
 
         def ready(slices: dict[str, dict[str, Any]]) -> set[str] | None:
-            pods = {
-                pod
-                for s in slices.values()
-                if (s["metadata"].get("labels") or {}).get(SERVICE_NAME) == service
-                for pod in convert.ready_pods_from_dict(s)
-            }
+            """``slices``: the Service's (the cache's index by ``SERVICE_NAME``)."""
+            pods = {pod for s in slices.values() for pod in convert.ready_pods_from_dict(s)}
             return pods if done(pods) else None
 
         def confirm() -> set[str] | None:
@@ -169,7 +165,9 @@ def wait_endpoints(
             pods = {pod for s in listed.items for pod in convert.ready_pods(s)}
             return pods if done(pods) else None
 
-        return informer.wait(ready, timeout=timeout, what=what, progress=progress, confirm=confirm)
+        return informer.wait(
+            ready, label=service, timeout=timeout, what=what, progress=progress, confirm=confirm
+        )
     streams = _Streams(what, deadline=time.monotonic() + timeout, progress=progress)
     slices: dict[str, list[str]] = {}
 
@@ -333,7 +331,9 @@ def _wait_cached(
         info = from_model(listed.items[0])
         return info if done(info) else None
 
-    return informer.wait(check, timeout=timeout, what=what, progress=progress, confirm=confirm)
+    return informer.wait(
+        check, name=name, timeout=timeout, what=what, progress=progress, confirm=confirm
+    )
 
 
 class _Streams:

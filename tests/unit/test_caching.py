@@ -9,6 +9,7 @@ watch, resume and refusal run against the real API server in
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,3 +86,50 @@ def test_an_own_create_is_known_unless_newer_news_or_its_deletion_came_first():
     informer._apply({"type": "DELETED", "object": _object("mine", "u1", "5")})
     informer.wrote(_object("mine", "u1", "3"))  # deleted meanwhile: never put back
     assert informer._objects == {}
+
+
+def _slice(name: str, service: str, version: str, *pods: str) -> dict[str, Any]:
+    labels = {"kubernetes.io/service-name": service}
+    endpoints = [{"targetRef": {"kind": "Pod", "name": pod}} for pod in pods]
+    return _object(name, f"uid-{name}", version, metadata={"labels": labels}, endpoints=endpoints)
+
+
+def test_a_wait_sees_and_is_woken_by_its_own_services_slices_only():
+    """500 Services switching at once must not make each of 500 waits look at every slice on
+    every change: a wait by label gets its own slices, and other slices' changes leave it be."""
+    informer = caching.Informer(
+        SimpleNamespace(discovery=SimpleNamespace(list_namespaced_endpoint_slice=None)),
+        kind="EndpointSlice",
+        namespace="ns",
+    )
+    informer._synced = True
+    informer._apply({"type": "ADDED", "object": _slice("a-1", "a", "1", "app-a")})
+    informer._apply({"type": "ADDED", "object": _slice("b-1", "b", "2", "app-b")})
+    seen: list[set[str]] = []
+
+    def check(slices: dict[str, Any]) -> str | None:
+        seen.append(set(slices))
+        pods = {e["targetRef"]["name"] for s in slices.values() for e in s["endpoints"]}
+        return "switched" if pods == {"page-a"} else None
+
+    result: list[str] = []
+    waiting = threading.Thread(
+        target=lambda: result.append(informer.wait(check, label="a", timeout=10, what="a"))
+    )
+    waiting.start()
+    _until(lambda: len(seen) == 1)
+    for version in range(3, 13):  # another Service's slice changes ten times
+        informer._apply({"type": "MODIFIED", "object": _slice("b-1", "b", str(version), "x")})
+    assert len(seen) == 1 and seen[0] == {"a-1"}
+    informer._apply({"type": "MODIFIED", "object": _slice("a-1", "a", "13", "page-a")})
+    waiting.join(timeout=5)
+    assert result == ["switched"] and len(seen) == 2
+    informer._apply({"type": "MODIFIED", "object": _slice("a-1", "b", "14")})  # moved away
+    assert informer._view("a") == {} and set(informer._view("b")) == {"a-1", "b-1"}
+
+
+def _until(condition: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)

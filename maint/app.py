@@ -170,8 +170,10 @@ class App:
         from maint.runner.silences import Silences
 
         if self.settings.watch_cache and self.api.cache is None:
-            # The runner's reads marked ``cached`` come from shared watches (``caching``).
-            self._api = dataclasses.replace(self.api, cache=cluster.Cache(self.api))
+            # The runner's reads marked ``cached`` come from shared watches (``caching``). Its
+            # watches hold their connections for as long as they run: a client (and connection
+            # pool) of their own, so they never take one that a volley's PATCHes need.
+            self._api = dataclasses.replace(self.api, cache=cluster.Cache(self.api.clone()))
         claims = make_claims(self.store, self.settings)
         self._beacon = SweepBeacon(self.store, replica=claims.owner)
         metrics = Metrics(on_sweep=self._beacon.completed)
@@ -234,6 +236,7 @@ class App:
         if self._api is not None:
             if self._api.cache is not None:
                 self._api.cache.close()
+                self._api.cache.cluster.close()
             self._api.close()
 
     # --- use cases ------------------------------------------------------------------------

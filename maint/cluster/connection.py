@@ -71,6 +71,16 @@ class Cluster:
     def close(self) -> None:
         self.api.close()
 
+    def clone(self) -> Cluster:
+        """Another client with the same configuration and headers (impersonation), and a
+        connection pool of its own."""
+        from kubernetes import client
+
+        api = client.ApiClient(self.api.configuration)
+        for name, value in self.api.default_headers.items():
+            api.set_default_header(name, value)
+        return _groups(api)
+
 
 def connect(*, kubeconfig: str | None = None, impersonate: str | None = None) -> Cluster:
     """Build a client from a kubeconfig path, else in-cluster credentials, else ~/.kube/config."""
@@ -101,6 +111,12 @@ def connect(*, kubeconfig: str | None = None, impersonate: str | None = None) ->
     api = client.ApiClient(configuration)
     if impersonate:
         api.set_default_header("Impersonate-User", impersonate)
+    return _groups(api)
+
+
+def _groups(api: Any) -> Cluster:
+    from kubernetes import client
+
     return Cluster(
         api=api,
         core=client.CoreV1Api(api),

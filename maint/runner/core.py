@@ -6,6 +6,7 @@ keeps state of its own between passes, so a crash loses nothing the database doe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +87,10 @@ class StepContext:
         self.renew = renew
         self.observe = observe
         self.repository = build.parse_repository(settings.image_repository)
-        self.instants = Instants(clock=clock)  # switches and restores armed for an instant
+        # Switches and restores armed for an instant; the watch cache is quiet while they fire.
+        self.instants = Instants(
+            clock=clock, quiet=api.cache.quiet if api.cache is not None else contextlib.nullcontext
+        )
 
     def window(self, item: WorkItem) -> Window:
         return Window(

@@ -6,8 +6,9 @@ PATCH leaves on time rather than a wake-up, a pass and a few reads later. Target
 same instant form one ``Volley``: their PATCHes go out together (at most ``FIRING`` at a time),
 and each one's follow-up (events, transitions, EndpointSlice verification) waits until every
 PATCH of the volley has been answered, so no follow-up's requests or CPU sit between two
-PATCHes. Both waits are bounded: a volley never holds a step back for more than
-``STRAGGLER_WAIT`` after its own PATCH.
+PATCHes. For the same reason the watch cache applies no event while a volley fires
+(``quiet``, ``maint.cluster.caching``). Both waits are bounded: a volley never holds a step back
+for more than ``STRAGGLER_WAIT`` after its own PATCH.
 
 The instant is read from the runner's clock (tests set it), and slept for on the monotonic one.
 A clock that does not get there in the real time it should (a test's clock standing still) ends
@@ -37,10 +38,19 @@ NAP = 1.0  # seconds between looks at the clock while far from the instant (an i
 class Volley:
     """The targets armed for one instant."""
 
-    def __init__(self, at: datetime, *, clock: Callable[[], datetime], gate: threading.Semaphore):
+    def __init__(
+        self,
+        at: datetime,
+        *,
+        clock: Callable[[], datetime],
+        gate: threading.Semaphore,
+        quiet: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    ):
         self.at = at
         self.clock = clock
         self.gate = gate
+        self.quiet = quiet  # entered by the first PATCH, left when every member is through
+        self.quieted: contextlib.ExitStack | None = None
         self.members = 0
         self.through = 0  # members through (fired or left)
         self.fired = 0  # of which fired
@@ -82,6 +92,10 @@ class Volley:
     @contextmanager
     def firing(self) -> Iterator[None]:
         """Around one member's PATCH: bounded parallelism."""
+        with self.changed:
+            if self.quieted is None:
+                self.quieted = contextlib.ExitStack()
+                self.quieted.enter_context(self.quiet())
         with self.gate:
             yield
 
@@ -90,6 +104,8 @@ class Volley:
             self.through += 1
             self.fired += fired
             self.changed.notify_all()
+            if self.through == self.members and self.quieted is not None:
+                self.quieted.close()
             if self.through == self.members and self.fired:
                 log.info(
                     "%d PATCH(es) armed for %s answered %+.3fs from it",
@@ -138,8 +154,15 @@ class Member:
 class Instants:
     """The volleys of one runner, by instant."""
 
-    def __init__(self, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime],
+        quiet: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
+        """``quiet``: entered while a volley fires (the watch cache's ``Cache.quiet``)."""
         self.clock = clock
+        self.quiet = quiet
         self.gate = threading.Semaphore(FIRING)
         self.volleys: dict[datetime, Volley] = {}
         self.waiting: dict[int, Member] = {}  # target id -> its member, while armed
@@ -176,7 +199,9 @@ class Instants:
         with self.lock:
             volley = self.volleys.get(at)
             if volley is None:
-                volley = self.volleys[at] = Volley(at, clock=self.clock, gate=self.gate)
+                volley = self.volleys[at] = Volley(
+                    at, clock=self.clock, gate=self.gate, quiet=self.quiet
+                )
             with volley.changed:
                 volley.members += 1
             member = self.waiting[target_id] = Member(volley, stopping=self.stopping)

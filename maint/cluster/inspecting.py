@@ -83,35 +83,38 @@ class _Reads:
         )
 
     def pods(self, selector: dict[str, str]) -> list[Object]:
-        found = self.cache.items("Pod", self.namespace, selector) if self.cache else None
-        if found is not None:
-            return found
-        return _items(
+        return self._listed(
+            "Pod",
+            selector,
             f"list Pods in {self.namespace} selected by {selector}",
             self.cluster.core.list_namespaced_pod,
-            self.namespace,
             label_selector=",".join(f"{k}={v}" for k, v in sorted(selector.items())),
         )
 
     def services(self) -> list[Object]:
-        found = self.cache.items("Service", self.namespace) if self.cache else None
-        if found is not None:
-            return found
-        return _items(
+        return self._listed(
+            "Service",
+            None,
             f"list Services in {self.namespace}",
             self.cluster.core.list_namespaced_service,
-            self.namespace,
         )
 
     def policies(self) -> list[Object]:
-        found = self.cache.items("NetworkPolicy", self.namespace) if self.cache else None
-        if found is not None:
-            return found
-        return _items(
+        return self._listed(
+            "NetworkPolicy",
+            None,
             f"list NetworkPolicies in {self.namespace}",
             self.cluster.networking.list_namespaced_network_policy,
-            self.namespace,
         )
+
+    def _listed(
+        self, kind: str, labels: dict[str, str] | None, what: str, fn: Any, **kwargs: Any
+    ) -> list[Object]:
+        """The objects of ``kind`` carrying ``labels``: from the cache, else one list."""
+        found = self.cache.items(kind, self.namespace, labels) if self.cache else None
+        if found is not None:
+            return found
+        return _items(what, fn, self.namespace, **kwargs)
 
 
 def _json(what: str, fn: Any, *args: Any, **kwargs: Any) -> Object:

@@ -67,21 +67,10 @@ def wait_pod(
     what: str,
     progress: Progress | None = None,
 ) -> PodInfo:
-    list_fn = cluster.core.list_namespaced_pod
-    informer = cluster.cache.informer("Pod", namespace, timeout=timeout) if cluster.cache else None
-    if informer is not None:
-        return _wait_cached(
-            informer,
-            (convert.pod_from_dict, convert.pod, list_fn),
-            name=name,
-            done=done,
-            timeout=timeout,
-            what=what,
-            progress=progress,
-        )
-    return _wait_object(
-        list_fn,
-        convert.pod,
+    return _wait_named(
+        cluster,
+        "Pod",
+        (convert.pod_from_dict, convert.pod, cluster.core.list_namespaced_pod),
         namespace=namespace,
         name=name,
         done=done,
@@ -100,25 +89,45 @@ def wait_job(
     progress: Progress | None = None,
 ) -> JobInfo:
     """Until the Job is Complete or Failed."""
-    list_fn = cluster.batch.list_namespaced_job
-    what = f"Job {namespace}/{name} to finish"
-    informer = cluster.cache.informer("Job", namespace, timeout=timeout) if cluster.cache else None
-    if informer is not None:
-        return _wait_cached(
-            informer,
-            (convert.job_from_dict, convert.job, list_fn),
-            name=name,
-            done=_finished,
-            timeout=timeout,
-            what=what,
-            progress=progress,
-        )
-    return _wait_object(
-        list_fn,
-        convert.job,
+    return _wait_named(
+        cluster,
+        "Job",
+        (convert.job_from_dict, convert.job, cluster.batch.list_namespaced_job),
         namespace=namespace,
         name=name,
         done=_finished,
+        timeout=timeout,
+        what=f"Job {namespace}/{name} to finish",
+        progress=progress,
+    )
+
+
+def _wait_named(
+    cluster: Cluster,
+    kind: str,
+    kinds: tuple[Callable[[dict[str, Any]], T], Callable[[Any], T], Callable[..., Any]],
+    *,
+    namespace: str,
+    name: str,
+    done: Callable[[T], bool],
+    timeout: float,
+    what: str,
+    progress: Progress | None,
+) -> T:
+    """One object until ``done``: on the runner's watch cache when it has one (and may watch
+    ``kind`` there), else on a watch of its own. ``kinds``: as ``_wait_cached``'s."""
+    informer = cluster.cache.informer(kind, namespace, timeout=timeout) if cluster.cache else None
+    if informer is not None:
+        return _wait_cached(
+            informer, kinds, name=name, done=done, timeout=timeout, what=what, progress=progress
+        )
+    _, from_model, list_fn = kinds
+    return _wait_object(
+        list_fn,
+        from_model,
+        namespace=namespace,
+        name=name,
+        done=done,
         timeout=timeout,
         what=what,
         progress=progress,

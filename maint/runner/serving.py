@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -330,15 +331,17 @@ class Serving:
         ctx = self.ctx
         ref = item.target.ref
         assert item.target.pod is not None
+        page = naming.page_selector(name=item.target.pod, keys=_keys(item))
+
+        def switched(service: ServiceInfo) -> bool:
+            ours = service.annotations.get(naming.NOTICE_ANNOTATION) == str(item.notice.id)
+            return ours or service.selector == page
+
         try:
-            service = cluster.get_service(
-                ctx.api, namespace=ref.namespace, name=ref.name, cached=True
-            )
+            service = self._service(item, expected=switched)
         except NotFound:
             return self.ending.gone(item, why=f"Service {ref} was deleted"), None
-        ours = service.annotations.get(naming.NOTICE_ANNOTATION) == str(item.notice.id)
-        page = naming.page_selector(name=item.target.pod, keys=_keys(item))
-        if not ours and service.selector != page:
+        if not switched(service):
             return self.ending.gone(
                 item,
                 why=f"Service {ref} was recreated (no page selector, no maint annotation)",
@@ -352,18 +355,27 @@ class Serving:
                 ctx.event(item, "deadline", "moved", f"restore-by {restore_by}")
         return None, service.selector
 
+    def _service(self, item: WorkItem, *, expected: Callable[[ServiceInfo], bool]) -> ServiceInfo:
+        """The target Service from the watch cache, read again directly when it is not
+        ``expected``: a cached read may miss this runner's own PATCH of a moment ago, and what
+        is not expected ends the window or reports it."""
+        ref = item.target.ref
+        cached = cluster.get_service(
+            self.ctx.api, namespace=ref.namespace, name=ref.name, cached=True
+        )
+        if expected(cached):
+            return cached
+        return cluster.get_service(self.ctx.api, namespace=ref.namespace, name=ref.name)
+
     def _report_drift(
         self, item: WorkItem, *, reported: set[tuple[int, str]], live: dict[str, str] | None
     ) -> None:
         """A selector that is not the page's (``live``: as just read, else read now), once."""
         ctx = self.ctx
-        ref = item.target.ref
         assert item.target.pod is not None
-        if live is None:
-            live = cluster.get_service(
-                ctx.api, namespace=ref.namespace, name=ref.name, cached=True
-            ).selector
         wanted = naming.page_selector(name=item.target.pod, keys=_keys(item))
+        if live is None:
+            live = self._service(item, expected=lambda s: s.selector == wanted).selector
         key = (item.target.id, repr(sorted(live.items())))
         if live != wanted and key not in reported:
             reported.add(key)

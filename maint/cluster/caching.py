@@ -522,12 +522,13 @@ class Cache:
             if self._informers.get(key) is informer:
                 del self._informers[key]
 
-    def wrote(self, kind: str, namespace: str, obj: Object) -> None:
-        """maint created ``obj``: an informer of its kind and namespace, if any, knows it now."""
+    def wrote(self, kind: str, namespace: str, created: Any) -> None:
+        """maint created ``created`` (the client's model of the answer): an informer of its
+        kind and namespace, if any, knows it now (converted to JSON only then)."""
         with self._lock:
             informer = self._informers.get((kind, namespace))
         if informer is not None:
-            informer.wrote(obj)
+            informer.wrote(self.cluster.api.sanitize_for_serialization(created))
 
     def close(self) -> None:
         with self._lock:

@@ -41,7 +41,7 @@ def create(cluster: Cluster, manifest: Manifest) -> bool:
     except Conflict:
         return False
     if cluster.cache is not None:  # a read right after this create finds it (``caching``)
-        cluster.cache.wrote(kind, namespace, cluster.api.sanitize_for_serialization(created))
+        cluster.cache.wrote(kind, namespace, created)
     return True
 
 

@@ -106,24 +106,20 @@ def job_termination(cluster: Cluster, *, namespace: str, job: str) -> Terminatio
             )
         except MaintError:
             pass  # not seen in time: the Pods are listed below
-    pods = call(
+    listed = raw_json(
         f"list Pods of Job {namespace}/{job}",
         cluster.core.list_namespaced_pod,
         namespace,
         label_selector=f"job-name={job}",
-    ).items
-    pods.sort(key=lambda p: p.metadata.creation_timestamp, reverse=True)
-    for obj in pods:
-        found = convert.termination(obj)
-        if found is not None:
-            return found
-    return None
+    )
+    return _ended(listed.get("items") or [], job=job)
 
 
 TERMINATION_WAIT = 5.0  # seconds the cache is given to show a finished Job's Pod
 
 
 def _ended(pods: Iterable[dict[str, Any]], *, job: str) -> Termination | None:
+    """The termination of the newest finished Pod of ``job`` among ``pods`` (the API's JSON)."""
     mine = [p for p in pods if (p["metadata"].get("labels") or {}).get("job-name") == job]
     mine.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
     for obj in mine:
